@@ -1,0 +1,269 @@
+"""Task YAML: loading (with lmms-eval style `include:`), validation, and the TaskConfig type.
+
+Every key is checked: an unknown key or a value of the wrong type is an error naming the file and
+the key. Files whose name starts with '_' are include-only defaults, never tasks of their own.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import ConfigError, DatasetError
+from .labels import LabelSpace
+from .metrics import KNOWN_METRICS
+
+# key -> (type(s), required). Nested mappings are checked by their own tables below.
+_TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "name": ((str,), True),
+    "include": ((str, list), False),
+    "description": ((str,), False),
+    "version": ((int, str), False),
+    "converter": ((str,), True),
+    "converter_options": ((dict,), False),
+    "dataset": ((dict,), True),
+    "fps": ((int, float), True),
+    "images_per_query": ((int,), False),
+    "query_template": ((str,), True),
+    "label_space": ((dict,), True),
+    "history_template": ((str,), True),
+    "history_rounding": ((int,), False),
+    "empty_answer": ((str,), False),
+    "metrics": ((list,), True),
+    "primary_metric": ((str,), False),
+    "tags": ((list,), False),
+}
+_DATASET_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "root": ((str, type(None)), False),
+    "root_env": ((str,), False),
+    "split": ((str,), False),
+    "layout": ((str,), False),
+    "required": ((bool,), False),
+}
+_LABEL_SPACE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "multi_label": ((bool,), False),
+    "labels": ((list,), True),
+    "none_label": ((str, type(None)), False),
+    "score_none": ((bool,), False),
+}
+
+
+@dataclass
+class TaskConfig:
+    """A resolved task: what a YAML file says after includes are merged."""
+
+    name: str
+    converter: str
+    dataset: dict[str, Any]
+    fps: float
+    query_template: str
+    label_space: LabelSpace
+    history_template: str
+    metrics: list[str]
+    images_per_query: int = 1
+    history_rounding: int = 0
+    empty_answer: str = "nothing"
+    converter_options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    version: str = "1"
+    primary_metric: str | None = None
+    score_none: bool = False
+    tags: list[str] = field(default_factory=list)
+    source: str = ""  # the YAML file it came from
+    raw: dict[str, Any] = field(default_factory=dict)  # the merged YAML, for provenance
+
+    # -- rendering the task's texts --------------------------------------------------------
+
+    @property
+    def query(self) -> str:
+        """The query sent with every frame: the template with the label list filled in."""
+        return self.query_template.format(labels=", ".join(self.label_space.names))
+
+    def history_snippet(self, age_s: float, answer_labels: tuple[str, ...] | list[str]) -> str:
+        """CRM's compressed snippet for an earlier frame (paper §3.2)."""
+        d = round(age_s, self.history_rounding) if self.history_rounding else int(round(age_s))
+        return self.history_template.format(d=d, answer=self.label_space.render(answer_labels, self.empty_answer))
+
+    # -- data root ---------------------------------------------------------------------------
+
+    @property
+    def needs_data(self) -> bool:
+        return bool(self.dataset.get("required", True))
+
+    def resolve_root(self, data_root: str | os.PathLike | None = None) -> Path | None:
+        """--data-root, else the env var the YAML names, else the YAML's own `root`.
+        Raises a DatasetError that names what was tried when none is set or the folder is missing."""
+        if not self.needs_data:
+            return None
+        env = self.dataset.get("root_env")
+        tried = []
+        if data_root:
+            root, how = Path(data_root).expanduser(), "--data-root"
+        elif env and os.environ.get(env):
+            root, how = Path(os.environ[env]).expanduser(), f"${env}"
+        elif self.dataset.get("root"):
+            root, how = Path(self.dataset["root"]).expanduser(), f"dataset.root in {self.source}"
+        else:
+            hint = f"pass --data-root or set ${env}" if env else "pass --data-root"
+            raise DatasetError(f"task '{self.name}': no dataset root given ({hint})",
+                               expected=self.dataset.get("layout"))
+        tried.append(how)
+        if not root.is_dir():
+            raise DatasetError(f"task '{self.name}': dataset root from {how} does not exist or is not a folder",
+                               path=str(root), expected=self.dataset.get("layout"))
+        return root
+
+    def data_found(self, data_root: str | None = None) -> bool | None:
+        """True/False whether the root resolves to a folder; None when the task needs no data."""
+        if not self.needs_data:
+            return None
+        try:
+            self.resolve_root(data_root)
+            return True
+        except DatasetError:
+            return False
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"malformed YAML{where}: {getattr(e, 'problem', e)}", path=str(path)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", path=str(path))
+    return data
+
+
+def _deep_merge(base: dict, over: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
+    """The YAML at `path` with its `include:` files merged under it (the including file wins).
+    Includes are resolved relative to the including file."""
+    path = Path(path).resolve()
+    if path in _stack:
+        chain = " -> ".join(str(p) for p in (*_stack, path))
+        raise ConfigError(f"include cycle: {chain}", path=str(path), key="include")
+    data = _read_yaml(path)
+    inc = data.pop("include", None)
+    if inc is None:
+        return data
+    incs = [inc] if isinstance(inc, str) else inc
+    if not isinstance(incs, list) or not all(isinstance(i, str) for i in incs):
+        raise ConfigError("expected a file name or a list of file names", path=str(path), key="include")
+    merged: dict = {}
+    for i in incs:
+        target = (path.parent / i)
+        if not target.exists():
+            raise ConfigError(f"included file '{i}' not found (looked at {target})", path=str(path), key="include")
+        merged = _deep_merge(merged, load_merged(target, (*_stack, path)))
+    return _deep_merge(merged, data)
+
+
+def _check_keys(d: Mapping, table: Mapping, path: str, prefix: str = ""):
+    for k, v in d.items():
+        if k not in table:
+            raise ConfigError(f"unknown key; known keys: {', '.join(sorted(table))}", path=path, key=prefix + k)
+        types, _ = table[k]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"expected {names}, got {type(v).__name__} ({v!r})", path=path, key=prefix + k)
+    for k, (_, required) in table.items():
+        if required and k not in d:
+            raise ConfigError("required key is missing", path=path, key=prefix + k)
+
+
+def _template_fields(template: str, path: str, key: str) -> set[str]:
+    try:
+        return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        raise ConfigError(f"bad template: {e}", path=path, key=key) from None
+
+
+def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
+    """Validate a merged task mapping and build the TaskConfig."""
+    _check_keys(data, _TOP_KEYS, source)
+    _check_keys(data["dataset"], _DATASET_KEYS, source, "dataset.")
+    _check_keys(data["label_space"], _LABEL_SPACE_KEYS, source, "label_space.")
+    if data["fps"] <= 0:
+        raise ConfigError(f"must be positive, got {data['fps']}", path=source, key="fps")
+    ipq = data.get("images_per_query", 1)
+    if ipq < 1:
+        raise ConfigError(f"must be >= 1, got {ipq}", path=source, key="images_per_query")
+    bad = _template_fields(data["query_template"], source, "query_template") - {"labels"}
+    if bad:
+        raise ConfigError(f"unknown placeholders {sorted(bad)}; allowed: {{labels}}", path=source, key="query_template")
+    bad = _template_fields(data["history_template"], source, "history_template") - {"d", "answer"}
+    if bad:
+        raise ConfigError(f"unknown placeholders {sorted(bad)}; allowed: {{d}}, {{answer}}", path=source,
+                          key="history_template")
+    for i, item in enumerate(data["label_space"]["labels"]):
+        if isinstance(item, dict):
+            extra = set(item) - {"name", "synonyms"}
+            if "name" not in item or extra:
+                raise ConfigError("each label is a name or a mapping with 'name' and optional 'synonyms'",
+                                  path=source, key=f"label_space.labels[{i}]")
+        elif not isinstance(item, str):
+            raise ConfigError(f"expected a label name, got {item!r}", path=source, key=f"label_space.labels[{i}]")
+    try:
+        space = LabelSpace.from_config(data["label_space"])
+    except ValueError as e:
+        raise ConfigError(str(e), path=source, key="label_space") from None
+    metrics = [str(m) for m in data["metrics"]]
+    unknown = [m for m in metrics if m not in KNOWN_METRICS]
+    if unknown:
+        raise ConfigError(f"unknown metrics {unknown}; known: {', '.join(KNOWN_METRICS)}", path=source, key="metrics")
+    single = {"accuracy"}
+    if space.multi_label and single & set(metrics) or not space.multi_label and set(metrics) - single:
+        raise ConfigError(
+            f"metrics {metrics} do not fit a {'multi' if space.multi_label else 'single'}-label task "
+            "(multi-label: micro_f1, macro_f1, exact_match; single-label: accuracy)", path=source, key="metrics")
+    primary = data.get("primary_metric", metrics[0])
+    if primary not in metrics:
+        raise ConfigError(f"'{primary}' is not one of the task's metrics {metrics}", path=source, key="primary_metric")
+    return TaskConfig(
+        name=data["name"],
+        converter=data["converter"],
+        dataset=dict(data["dataset"]),
+        fps=float(data["fps"]),
+        query_template=data["query_template"],
+        label_space=space,
+        history_template=data["history_template"],
+        metrics=metrics,
+        images_per_query=ipq,
+        history_rounding=int(data.get("history_rounding", 0)),
+        empty_answer=data.get("empty_answer", "nothing"),
+        converter_options=dict(data.get("converter_options") or {}),
+        description=data.get("description", ""),
+        version=str(data.get("version", "1")),
+        primary_metric=primary,
+        score_none=bool(data["label_space"].get("score_none", False)),
+        tags=[str(t) for t in data.get("tags", [])],
+        source=source,
+        raw=data,
+    )
+
+
+def load_task_file(path: str | os.PathLike) -> TaskConfig:
+    return task_from_dict(load_merged(path), source=str(path))

@@ -1,0 +1,51 @@
+"""The model-adapter interface (architecture.md): one batched, message-based call.
+
+    replies = adapter.generate([Request, ...])   # same length and order as the requests
+
+An adapter declares what it can do in `capabilities`; the engine respects it (for example it asks
+for Visual Focus only when `token_focus` is true, and records that VFM was not applied otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from edgevlm_eval.types import Reply, Request
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    token_focus: bool = False  # can apply GGVR/GRVR (Focus) to its visual tokens
+    grounding: bool = False  # can answer with <ROI>s (boxes) when Request.grounding is set
+    logprobs: bool = False  # fills Reply.token_probs (LAECIPS confidence)
+    max_images: int | None = None  # images per request, history included; None = no limit
+    batched: bool = True  # generate() runs a list of requests as one batch (else one by one)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Adapter:
+    """Base class of every model adapter."""
+
+    name: str = "adapter"
+    capabilities: Capabilities = Capabilities()
+
+    def generate(self, requests: Sequence[Request]) -> list[Reply]:
+        """Answer every request. Must not raise for a per-request failure: such a request gets
+        `Reply.invalid(reason)`. Raises only for failures of the whole adapter."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Provenance for results files: adapter, checkpoint, options (no secrets)."""
+        return {"name": self.name, "capabilities": self.capabilities.to_json()}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

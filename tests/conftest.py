@@ -1,0 +1,29 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The real annotation files of the project's shared folder (../shared/fixtures beside the repo).
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real fixtures not found at ../shared/fixtures (only present in the project's workspace)")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own stream cache, so tests never see each other's (or a user's) cache."""
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    # Nothing may reach a model hub during tests.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    yield
