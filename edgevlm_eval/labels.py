@@ -137,9 +137,10 @@ class LabelSpace:
         unmapped = []
         for k, item in enumerate(_SPLIT.split(text)):
             item = item.strip(" .:!?'\"`*-[](){}")
-            if normalize(item).strip() in _EMPTY_ITEMS:
-                continue
             hits = self._match(item)
+            # A task's own label phrase wins over the "no label" words (IPN's "no gesture" is a class).
+            if not hits and normalize(item).strip() in _EMPTY_ITEMS:
+                continue
             if not hits:
                 unmapped.append(item)
             labels.extend((k, pos, lab) for pos, lab in hits)
