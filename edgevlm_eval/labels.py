@@ -19,6 +19,8 @@ _NON_WORD = re.compile(r"[^a-z0-9]+")
 # Answer items that mean "no label" rather than "a label we could not read".
 _EMPTY_ITEMS = {"", "none", "nothing", "no", "n a", "na", "no objects", "no object", "none of them",
                 "none of the above", "no gesture", "no action", "empty"}
+# An item naming no label that says one of these is an explicit "nothing", e.g. "the chef is doing nothing".
+_EMPTY_WORDS = re.compile(r" (none|nothing|no (objects?|gestures?|actions?|categories))( |$)")
 _SPLIT = re.compile(r"[,;\n|/]+|\band\b|\bor\b")
 
 
@@ -139,7 +141,7 @@ class LabelSpace:
             item = item.strip(" .:!?'\"`*-[](){}")
             hits = self._match(item)
             # A task's own label phrase wins over the "no label" words (IPN's "no gesture" is a class).
-            if not hits and normalize(item).strip() in _EMPTY_ITEMS:
+            if not hits and (normalize(item).strip() in _EMPTY_ITEMS or _EMPTY_WORDS.search(normalize(item))):
                 continue
             if not hits:
                 unmapped.append(item)

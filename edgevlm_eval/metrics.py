@@ -68,9 +68,11 @@ def compute(items: Sequence[Scored], space: LabelSpace, metrics: Sequence[str]) 
             elif m == "accuracy":
                 raise ValueError("accuracy is a single-label metric; this task is multi-label")
     else:
-        # One label per frame; an invalid or empty prediction is a wrong answer.
+        # One label per frame; an invalid prediction is a wrong answer. A valid answer that names no
+        # label ("nothing") predicts the space's none_label when it has one (ACE with score_none).
+        empty = space.none_label if space.none_label is not None else "\x00empty"
         t = [tt[0] if tt else "" for tt in truth]
-        p = [pp[0] if pp else "\x00invalid" for pp in pred]
+        p = ["\x00invalid" if it.pred is None else (it.pred[0] if it.pred else empty) for it in items]
         for m in metrics:
             if m == "accuracy":
                 out[m] = float(accuracy_score(t, p))

@@ -84,3 +84,11 @@ def test_check_ground_truth(space):
     assert space.check(["car"], "x") == ("car",)
     with pytest.raises(ValueError, match="stream s frame 3"):
         space.check(["car", "plane"], "stream s frame 3")
+
+
+def test_sentences_saying_nothing_are_empty(space):
+    for text in ("The chef is doing nothing.", "No objects are visible", "I see none of them"):
+        p = space.parse(text)
+        assert p.labels == () and p.empty, text
+    # ... but a label mention still wins
+    assert space.parse("nothing but a car").labels == ("car",)

@@ -53,3 +53,14 @@ def test_metric_kind_mismatch_and_unknown():
 def test_empty_input():
     m = compute([], SPACE, ["micro_f1"])
     assert m["micro_f1"] is None and m["n"] == 0
+
+
+def test_single_label_none_label_scored():
+    # ACE with score_none: a valid empty answer predicts "none"; an invalid one is still wrong.
+    s = LabelSpace(names=["breaking", "mixing"], multi_label=False, none_label="none")
+    m = compute([Scored(("none",), ()), Scored(("none",), None), Scored(("mixing",), ()),
+                 Scored(("breaking",), ("breaking",))], s, ["accuracy"])
+    assert m["accuracy"] == pytest.approx(0.5)
+    # without a none_label, an empty answer is never right
+    s2 = LabelSpace(names=["a", "b"], multi_label=False)
+    assert compute([Scored(("a",), ())], s2, ["accuracy"])["accuracy"] == 0.0
