@@ -41,7 +41,16 @@ def write_streams(path: str | Path, task: TaskConfig, streams: list[Stream], ext
 
 
 def read_streams(path: str | Path, task_name: str | None = None) -> tuple[dict, list[Stream]]:
+    """(header, streams) of a streams file; a file that is not one, is damaged, or (with
+    `task_name`) belongs to another task raises a DatasetError naming it."""
     path = Path(path)
+    try:
+        return _read_streams(path, task_name)
+    except UnicodeDecodeError:
+        raise DatasetError("not a streams file: not UTF-8 text", path=str(path)) from None
+
+
+def _read_streams(path: Path, task_name: str | None) -> tuple[dict, list[Stream]]:
     streams: dict[str, Stream] = {}
     with open(path, encoding="utf-8") as fh:
         first = fh.readline()
@@ -49,21 +58,34 @@ def read_streams(path: str | Path, task_name: str | None = None) -> tuple[dict, 
             header = json.loads(first)
         except json.JSONDecodeError:
             raise DatasetError("not a streams file: the first line is not JSON", path=str(path)) from None
-        if header.get("format") != FORMAT:
-            raise DatasetError(f"not a streams file: format {header.get('format')!r}, expected {FORMAT!r}",
-                               path=str(path))
-        for s_id, meta in header["streams"].items():
-            meta = dict(meta)
-            meta.pop("n_frames", None)
-            streams[s_id] = Stream(id=s_id, task=header["task"], fps=header["fps"], frames=[], meta=meta)
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            found = header.get("format") if isinstance(header, dict) else type(header).__name__
+            raise DatasetError(f"not a streams file: format {found!r}, expected {FORMAT!r}", path=str(path))
+        if task_name is not None and header.get("task") != task_name:
+            raise DatasetError(f"streams of task {header.get('task')!r}, not {task_name!r}", path=str(path))
+        try:
+            counts = {s_id: int(meta["n_frames"]) for s_id, meta in header["streams"].items() if "n_frames" in meta}
+            for s_id, meta in header["streams"].items():
+                meta = dict(meta)
+                meta.pop("n_frames", None)
+                streams[s_id] = Stream(id=s_id, task=header["task"], fps=header["fps"], frames=[], meta=meta)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DatasetError(f"bad header line ({type(e).__name__}: {e})", path=str(path)) from None
         for lineno, line in enumerate(fh, start=2):
             if not line.strip():
                 continue
             try:
                 f = Frame.from_json(json.loads(line))
-            except (json.JSONDecodeError, KeyError, ValueError) as e:
+            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
                 raise DatasetError(f"line {lineno}: bad frame record ({e})", path=str(path)) from None
+            if f.stream_id not in streams:
+                raise DatasetError(f"line {lineno}: stream {f.stream_id!r} is not in the header", path=str(path))
             streams[f.stream_id].frames.append(f)
+    # a file cut short (lost lines) must not pass for a whole one
+    short = [s_id for s_id, s in streams.items() if s_id in counts and len(s.frames) != counts[s_id]]
+    if short:
+        raise DatasetError(f"stream {short[0]!r} has {len(streams[short[0]].frames)} frames, the header says "
+                           f"{counts[short[0]]}", path=str(path))
     return header, list(streams.values())
 
 

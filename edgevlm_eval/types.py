@@ -194,6 +194,7 @@ class Reply:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: total, prefill, decode, queue, ...
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    raw_text: str | None = None  # the model's output before grounding parsing (text = the answer part)
 
     @classmethod
     def invalid(cls, error: str, **timings: float) -> "Reply":
