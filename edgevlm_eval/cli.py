@@ -45,7 +45,8 @@ Dataset roots come from --data-root or the environment variable each task names 
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False)
+    # soft_wrap: long paths stay on one line when output is piped or captured
+    return Console(soft_wrap=True)
 
 
 def _import_plugin(module: str):

@@ -117,7 +117,7 @@ class TaskConfig:
         if not root.is_dir():
             raise DatasetError(f"task '{self.name}': dataset root from {how} does not exist or is not a folder",
                                path=str(root), expected=self.dataset.get("layout"))
-        return root
+        return root.resolve()
 
     def data_found(self, data_root: str | None = None) -> bool | None:
         """True/False whether the root resolves to a folder; None when the task needs no data."""
@@ -158,6 +158,15 @@ def _deep_merge(base: dict, over: Mapping) -> dict:
     return out
 
 
+def shipped_tasks_dir() -> Path | None:
+    """The folder of the toolkit's own task YAMLs (found without importing the tasks package)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("edgevlm_eval.tasks")
+    locs = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locs[0]) if locs else None
+
+
 def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
     """The YAML at `path` with its `include:` files merged under it (the including file wins).
     Includes are resolved relative to the including file."""
@@ -174,9 +183,13 @@ def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
         raise ConfigError("expected a file name or a list of file names", path=str(path), key="include")
     merged: dict = {}
     for i in incs:
-        target = (path.parent / i)
+        target = path.parent / i
+        if not target.exists() and shipped_tasks_dir() is not None:
+            # A user's YAML may include a shipped base (`include: _multi_object.yaml`) by its bare name.
+            target = shipped_tasks_dir() / i if (shipped_tasks_dir() / i).exists() else target
         if not target.exists():
-            raise ConfigError(f"included file '{i}' not found (looked at {target})", path=str(path), key="include")
+            raise ConfigError(f"included file '{i}' not found (looked at {path.parent / i} and the shipped tasks)",
+                              path=str(path), key="include")
         merged = _deep_merge(merged, load_merged(target, (*_stack, path)))
     return _deep_merge(merged, data)
 

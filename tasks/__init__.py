@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
 from edgevlm_eval.config import TaskConfig, load_task_file
-from edgevlm_eval.errors import ConfigError, UnknownNameError
+from edgevlm_eval.errors import ConfigError, DatasetError, UnknownNameError
 from edgevlm_eval.types import Box, Frame, Stream
 
 TASKS_DIR = Path(__file__).resolve().parent
@@ -41,7 +41,10 @@ class ConvertContext:
         """A Frame carrying the task's query, with its labels checked against the label space.
         A frame whose only label is the space's none_label is unscored unless the task says
         `score_none: true`."""
-        labels = self.task.label_space.check(labels, f"{self.task.name} stream {stream_id} frame {index}")
+        try:
+            labels = self.task.label_space.check(labels, f"{self.task.name} stream {stream_id} frame {index}")
+        except ValueError as e:
+            raise DatasetError(str(e), path=str(self.root) if self.root else None) from None
         none = self.task.label_space.none_label
         scored = True
         if none is not None and labels == (none,):
@@ -97,6 +100,16 @@ def _import_all():
 
 
 def get_converter(name: str) -> Converter:
+    """A registered converter by name, or a user's class given as `package.module:ClassName`."""
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"cannot load converter '{name}': {e}", key="converter") from None
+        if not (isinstance(cls, type) and issubclass(cls, Converter)):
+            raise ConfigError(f"'{name}' is not a Converter subclass", key="converter")
+        return cls()
     if name not in _CONVERTERS:
         _import_all()
     if name not in _CONVERTERS:
