@@ -83,6 +83,7 @@ def _add_selection_args(p: argparse.ArgumentParser):
 def build_run_parser(prog: str = "edgevlm-eval") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
+        allow_abbrev=False,  # --K-cal must not silently mean --K-call
         description="Evaluate cloud-edge collaboration of a small edge VLM (SVLM) and a large cloud VLM (LVLM) "
                     "on real-time video: edgeVLM (Context Transfer) and the baselines, replayed on recorded "
                     "cloud latency.",
@@ -108,16 +109,16 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     if command == "run":
         return build_run_parser(prog)
     if command == "tasks":
-        p = argparse.ArgumentParser(prog=prog, description=CORE_COMMANDS["tasks"])
+        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS["tasks"])
         p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D")
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return p
     if command == "models":
-        p = argparse.ArgumentParser(prog=prog, description=CORE_COMMANDS["models"])
+        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS["models"])
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         return p
     if command == "streams":
-        p = argparse.ArgumentParser(prog=prog, description=CORE_COMMANDS["streams"] +
+        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS["streams"] +
                                     ". The file starts with a header line, then one frame per line "
                                     "(stream, index, timestamp_s, images, query, labels).")
         _add_task_args(p)
@@ -127,7 +128,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
                        help="decode every frame image and report missing or corrupt ones")
         return p
     module, help_ = PLUGIN_COMMANDS[command]
-    p = argparse.ArgumentParser(prog=prog, description=help_)
+    p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=help_)
     mod = _import_plugin(module)
     if mod is not None:
         mod.add_arguments(p)

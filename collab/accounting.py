@@ -1,0 +1,103 @@
+"""Accounting (method.md §3 "Call ratio and history lag"): everything a results file says about a
+run, computed from its per-frame log lines alone, so a log can be re-scored without inference.
+
+    LCR = uploads / frames (all frames of the run, scored or not)
+    LHL = mean of (T - j_L) over the frames whose SVLM input held an LVLM entry (in frames)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from statistics import median
+from typing import Iterable, Sequence
+
+from edgevlm_eval.config import TaskConfig
+from edgevlm_eval.metrics import Scored, compute
+
+TOP_UNMAPPED = 10
+
+
+def _stats(xs: Sequence[float]) -> dict | None:
+    if not xs:
+        return None
+    ys = sorted(xs)
+    p95 = ys[min(len(ys) - 1, int(round(0.95 * (len(ys) - 1))))]
+    return {"mean": sum(ys) / len(ys), "p50": median(ys), "p95": p95, "max": ys[-1], "n": len(ys)}
+
+
+def summarise(lines: Iterable[dict], task: TaskConfig) -> dict[str, dict]:
+    """run id -> summary. Order of lines does not matter (sharded logs merge to the same)."""
+    by_run: dict[str, list[dict]] = {}
+    for ln in lines:
+        by_run.setdefault(ln["run"], []).append(ln)
+    out = {}
+    for run, ls in sorted(by_run.items()):
+        ls.sort(key=lambda ln: (ln["stream"], ln["frame"]))
+        out[run] = summarise_run(ls, task)
+    return out
+
+
+def summarise_run(ls: list[dict], task: TaskConfig) -> dict:
+    n = len(ls)
+    uploads = sum(1 for ln in ls if ln["upload"])
+    lags = [ln["lag"] for ln in ls if ln.get("lag") is not None]
+    scored = [Scored(tuple(ln["truth"]), tuple(ln["pred"]) if ln["pred"] is not None else None)
+              for ln in ls if ln["scored"]]
+    metrics = compute(scored, task.label_space, task.metrics)
+    sources = Counter(ln["output"] for ln in ls)
+    reasons = Counter(ln["invalid"] for ln in ls if ln["output"] == "invalid")
+    reasons_scored = Counter(ln["invalid"] for ln in ls if ln["output"] == "invalid" and ln["scored"])
+    decisions = Counter(ln["why"] for ln in ls)
+    in_time = [bool(ln["in_time"]) for ln in ls if ln["upload"]]
+    unm: dict[str, Counter] = {"svlm": Counter(), "lvlm": Counter()}
+    unm_frames = {"svlm": 0, "lvlm": 0}
+    for ln in ls:
+        for src in ("svlm", "lvlm"):
+            d = ln.get(src)
+            if d and d.get("unmapped"):
+                unm_frames[src] += 1
+                unm[src].update(d["unmapped"])
+    vfm_req = [ln["vfm"] for ln in ls if ln.get("vfm")]
+    not_applied = Counter(v.get("reason", "adapter did not apply it") for v in vfm_req if not v.get("applied"))
+    vt = [ln["svlm"]["visual_tokens"] for ln in ls if ln.get("svlm") and ln["svlm"].get("visual_tokens")]
+    vt = [(a, b if b is not None else a) for a, b in vt if a is not None]
+    edge = [ln["svlm"]["e_s"] for ln in ls if ln.get("svlm")]
+    eng = [ln["engine_s"] for ln in ls if ln.get("engine_s") is not None]
+    svl = [ln["svlm_s"] for ln in ls if ln.get("svlm_s") is not None]
+    eng_sum, svl_sum = sum(eng), sum(svl)
+    res = {
+        "frames": n,
+        "scored_frames": len(scored),
+        "metrics": metrics,
+        "lcr": uploads / n if n else None,
+        "uploads": uploads,
+        "lhl": sum(lags) / len(lags) if lags else None,
+        "lhl_frames": len(lags),
+        "output_sources": {k: sources.get(k, 0) for k in ("lvlm", "svlm", "invalid")},
+        "invalid": {"total": sources.get("invalid", 0), "scored": sum(reasons_scored.values()),
+                    "by_reason": dict(sorted(reasons.items()))},
+        "decisions": dict(sorted(decisions.items())),
+        "lvlm_in_time": (sum(in_time) / len(in_time)) if in_time else None,
+        "unmapped": {src: {"frames": unm_frames[src], "top": [[w, c] for w, c in unm[src].most_common(TOP_UNMAPPED)]}
+                     for src in ("svlm", "lvlm")},
+        "vfm": {"requested": len(vfm_req), "applied": sum(1 for v in vfm_req if v.get("applied")),
+                "not_applied": dict(sorted(not_applied.items()))},
+        # visual tokens per SVLM request (all images, history included), before and after GGVR
+        "visual_tokens": {"mean": sum(a for a, _ in vt) / len(vt), "mean_kept": sum(b for _, b in vt) / len(vt),
+                          "n": len(vt)} if vt else None,
+        "timing": {
+            "edge_latency_s": _stats(edge),
+            "engine_ms_per_frame": 1000 * eng_sum / len(eng) if eng else None,
+            "svlm_ms_per_frame": 1000 * svl_sum / len(svl) if svl else None,
+            "engine_share": eng_sum / (eng_sum + svl_sum) if (eng_sum + svl_sum) > 0 else None,
+        },
+    }
+    return res
+
+
+# Keys that depend on wall time: left out when comparing a resumed or sharded run to another.
+TIMING_KEYS = ("timing",)
+
+
+def without_timings(summary: dict) -> dict:
+    return {run: {k: v for k, v in s.items() if k not in TIMING_KEYS} for run, s in summary.items()}

@@ -1,0 +1,296 @@
+"""The main command's engine part end to end on a toy task: results JSON, resume, rescore,
+protocols, --target-lcr, bad images, secrets, sharding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgevlm_eval import runner
+from edgevlm_eval.cli import build_run_parser
+from edgevlm_eval.collab.accounting import without_timings
+from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
+from edgevlm_eval.collab.trace import write_trace
+from edgevlm_eval.errors import ConfigError, UnknownNameError
+from edgevlm_eval.framelog import read_logs
+from edgevlm_eval.results import REDACTED, redact
+
+N_STREAMS, N_FRAMES = 3, 12
+
+
+def _fn(req):
+    frame = int(req.id.split("|")[-1])
+    lv = any(e.source == "lvlm" for e in req.history)
+    return "car, truck" if lv else ("car" if frame % 2 else "pedestrian")
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    task = toy_task()
+    streams = toy_streams(task, N_STREAMS, N_FRAMES, truth=lambda s, t: ("car", "truck"))
+    lat = lambda s, t: [0.4, 2.2, 0.9, 3.5, 1.2, 0.7][(t + int(s[1:])) % 6]
+    tr = toy_trace(streams, latency=lat, answer="car, truck")
+    trace = tmp_path / "trace.jsonl"
+    write_trace(trace, {"task": "toy", "model": "scripted-lvlm"}, tr.records.values())
+    made = []
+
+    def load_adapter(spec, **kw):
+        a = ScriptedSVLM(fn=_fn, probs={(s.id, t): [0.99] for s in streams for t in range(0, N_FRAMES, 3)},
+                         default_prob=0.4)
+        made.append(a)
+        return a
+
+    import edgevlm_eval.model_adapters.registry as reg
+
+    monkeypatch.setattr(reg, "load_adapter", load_adapter)
+    return task, streams, trace, tmp_path, made
+
+
+def _args(tmp_path, trace, *extra):
+    p = build_run_parser()
+    args = p.parse_args(["--task", "toy", "--svlm", "scripted", "--lvlm", "scripted-lvlm", "--trace", str(trace),
+                         "--output-dir", str(tmp_path / "out"), "--no-image-check", "--edge-latency", "0.2",
+                         *extra])
+    args.command = "run"
+    return args
+
+
+def _go(world, *extra, streams=None):
+    task, all_streams, trace, tmp, _ = world
+    args = _args(tmp, trace, *extra)
+    assert runner.run_main(args, task, streams or all_streams, {"cache_key": "k"}) == 0
+    return args
+
+
+def _results(world, name):
+    return json.loads((world[3] / "out" / "toy" / name / "results.json").read_text())
+
+
+def test_all_strategies_results_json(world, capsys):
+    _go(world, "--strategy", "all", "--uplink", "8")
+    doc = _results(world, "all")
+    assert list(doc)[:2] == ["format", "provenance"]
+    prov = doc["provenance"]
+    for k in ("toolkit_version", "git_hash", "date", "python", "torch", "transformers", "config", "seeds", "models",
+              "trace", "tasks", "config_hash"):
+        assert k in prov
+    assert prov["trace"]["sha256"] and prov["config"]["tau"] == 1.0 and prov["config"]["K_call"] == 3
+    assert prov["tasks"]["toy"]["cache_key"] == "k" and prov["trace"]["model"] == "scripted-lvlm"
+    block = doc["tasks"]["toy"]
+    assert block["frames"] == N_STREAMS * N_FRAMES
+    assert list(block["runs"]) == ["svlm_only", "lvlm_only", "distributed_vlm", "parallel", "laecips", "adas",
+                                   "edgevlm"]
+    for rid, r in block["runs"].items():
+        for k in ("spec", "metrics", "lcr", "lhl", "invalid", "unmapped", "timing", "output_sources", "decisions"):
+            assert k in r, (rid, k)
+        assert r["frames"] == N_STREAMS * N_FRAMES
+    assert block["runs"]["svlm_only"]["lcr"] == 0 and block["runs"]["lvlm_only"]["lcr"] == 1
+    assert block["runs"]["adas"]["label"] == "ADAS (proxy)"
+    assert block["runs"]["edgevlm"]["spec"] == {"strategy": "edgevlm", "run": "edgevlm", "K_call": 3, "K_delay": 4.0,
+                                                "crm": True, "ggvr": True, "grvr": True, "alpha": 0.7, "mu": 1.0}
+    _, lines = read_logs(world[3] / "out" / "toy" / "all")
+    assert len(lines) == 7 * N_STREAMS * N_FRAMES
+    assert "toy: 7 runs" in capsys.readouterr().out
+
+
+def test_resume_after_a_kill_and_rescore(world):
+    _go(world, "--strategy", "edgevlm,laecips,adas")
+    folder = world[3] / "out" / "toy" / "edgevlm+laecips+adas"
+    ref = _results(world, "edgevlm+laecips+adas")
+    # kill: keep the header and the first 40 lines, and half of the next one
+    log = folder / "frames.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:41]) + lines[41][:30])
+    (folder / "results.json").unlink()
+    _go(world, "--strategy", "edgevlm,laecips,adas")
+    again = _results(world, "edgevlm+laecips+adas")
+    strip = lambda d: without_timings(d["tasks"]["toy"]["runs"])
+    assert strip(again) == strip(ref)
+    _, logged = read_logs(folder)
+    keys = [(ln["run"], ln["stream"], ln["frame"]) for ln in logged]
+    assert len(keys) == len(set(keys)) == 3 * N_STREAMS * N_FRAMES
+    # the SVLM only saw the frames that were not logged before the kill
+    made = world[4]
+    assert len(made[-1].requests) == 3 * N_STREAMS * N_FRAMES - 40
+    # rescore: the same numbers from the log alone, without loading any model
+    n_models = len(made)
+    _go(world, "--strategy", "edgevlm,laecips,adas", "--rescore")
+    assert len(made) == n_models
+    re = _results(world, "edgevlm+laecips+adas")
+    assert strip(re) == strip(ref)
+    assert re["provenance"]["rescored"] is True
+
+
+def test_all_without_uplink_skips_distributed_vlm(world, capsys):
+    _go(world, "--strategy", "all")
+    doc = _results(world, "all")
+    assert "distributed_vlm" not in doc["tasks"]["toy"]["runs"] and len(doc["tasks"]["toy"]["runs"]) == 6
+    assert "distributed_vlm skipped" in doc["provenance"]["notes"][0]
+    assert "note: distributed_vlm skipped" in capsys.readouterr().out
+    with pytest.raises(Exception, match="uplink"):
+        _go(world, "--strategy", "distributed_vlm", "--run-name", "d")
+
+
+def test_other_configuration_in_the_same_folder_is_refused(world):
+    _go(world, "--strategy", "edgevlm")
+    with pytest.raises(ConfigError, match="another configuration"):
+        _go(world, "--strategy", "edgevlm", "--K-call", "1")
+    _go(world, "--strategy", "edgevlm", "--K-call", "1", "--overwrite")
+    assert _results(world, "edgevlm")["tasks"]["toy"]["runs"]["edgevlm"]["spec"]["K_call"] == 1
+
+
+def test_unknown_strategy(world):
+    with pytest.raises(UnknownNameError, match="known strategys|Known strategys"):
+        _go(world, "--strategy", "edgevlm,foo")
+
+
+def test_target_lcr_search(world):
+    _go(world, "--strategy", "edgevlm,parallel,adas,laecips,svlm_only", "--target-lcr", "0.35-0.45")
+    runs = _results(world, "edgevlm+parallel+adas+laecips+svlm_only")["tasks"]["toy"]["runs"]
+    for rid in ("edgevlm", "parallel", "adas"):
+        s = runs[rid]["search"]
+        assert s["target"] == "35-45"
+        # decisions of these strategies do not depend on the SVLM: the search's LCR is exact
+        assert s["predicted_lcr"] == pytest.approx(runs[rid]["lcr"])
+        assert 0.35 <= runs[rid]["lcr"] <= 0.45
+    assert runs["laecips"]["search"]["knobs"]["theta"] != 0.95
+    assert "lcr" in runs["svlm_only"] and "search" not in runs["svlm_only"]
+
+
+@pytest.mark.parametrize("protocol,n_rows,first_cols", [
+    ("ablation", 4, ["group", "method"]),
+    ("call-sweep", 19, ["sweep", "value", "LCR %", "LHL (frames)"]),
+    ("delay", 28, ["group", "method"]),
+])
+def test_protocol_tables(world, protocol, n_rows, first_cols):
+    _go(world, "--protocol", protocol)
+    doc = _results(world, protocol)
+    t = doc["protocol"]
+    assert t["name"] == protocol and t["columns"][:len(first_cols)] == first_cols
+    assert len(t["rows"]) == n_rows
+    runs = doc["tasks"]["toy"]["runs"]
+    if protocol == "ablation":
+        assert [r[1] for r in t["rows"]] == ["Parallel", "+CRM", "+GGVR", "+GRVR"]
+        assert all(runs[r]["lcr"] == 1.0 for r in runs)
+    if protocol == "call-sweep":
+        lcr = [r[2] for r in t["rows"] if r[0].startswith("K_call")]
+        lhl = [r[3] for r in t["rows"] if r[0].startswith("K_call")]
+        # fewer calls and older LVLM history as K_call grows (not strictly monotone on 12-frame streams)
+        assert len(lcr) == 9 and lcr[0] == max(lcr) > lcr[-1] and lhl[0] == min(lhl) < lhl[-1]
+        assert [r[2] for r in t["rows"] if r[0].startswith("K_delay")][-1] == 100.0  # K_call 0, K_delay inf
+    if protocol == "delay":
+        assert runs["edgevlm@d=3"]["spec"]["latency"] == "fixed:3"
+        assert runs["parallel@d=2"]["output_sources"]["lvlm"] == 0  # every reply misses tau = 1 s
+        # d = 1 s = tau: every frame is uploaded and answered in time, so edgeVLM is the LVLM
+        assert runs["edgevlm@d=1"]["lcr"] == 1.0 and runs["edgevlm@d=1"]["output_sources"]["lvlm"] == 3 * 12
+        assert runs["edgevlm@d=1"]["metrics"] == runs["lvlm_only@d=1"]["metrics"]
+
+
+def test_main_protocol(world):
+    _go(world, "--protocol", "main")
+    doc = _results(world, "main")
+    groups = [r[0] for r in doc["protocol"]["rows"]]
+    assert groups.count("LCR 20-30 %") == 3 and groups.count("LCR 100 %") == 1
+    # the paper's Table 2 order
+    assert [r[1] for r in doc["protocol"]["rows"]][:6] == ["SVLM only", "LVLM only", "LAECIPS", "ADAS (proxy)",
+                                                          "edgeVLM", "LAECIPS"]
+    assert "distributed_vlm skipped" in doc["protocol"]["notes"][0]
+    assert doc["tasks"]["toy"]["runs"]["edgevlm@100"]["lcr"] == 1.0
+
+
+def test_bad_images_are_invalid_and_counted(world, tmp_path):
+    from PIL import Image
+
+    task, _, trace, tmp, _ = world
+    streams = toy_streams(task, 1, 4, image_dir=str(tmp_path / "img"))
+    for f in streams[0].frames:
+        Path(f.images[0]).parent.mkdir(parents=True, exist_ok=True)
+        if f.index == 1:
+            continue  # missing
+        if f.index == 2:
+            Path(f.images[0]).write_bytes(b"\xff\xd8\xff not a jpeg")
+            continue
+        Image.new("RGB", (8, 8), (f.index * 40, 0, 0)).save(f.images[0])
+    args = _args(tmp, trace, "--strategy", "svlm_only,lvlm_only")
+    args.image_check = True
+    runner.run_main(args, task, streams, {})
+    runs = _results(world, "svlm_only+lvlm_only")["tasks"]["toy"]["runs"]
+    for r in runs.values():
+        assert r["invalid"]["by_reason"].get("image") == 2
+    _, lines = read_logs(tmp / "out" / "toy" / "svlm_only+lvlm_only")
+    bad = {ln["frame"]: ln["detail"] for ln in lines if ln["invalid"] == "image" and ln["run"] == "svlm_only"}
+    assert "missing image" in bad[1] and "corrupt image" in bad[2]
+    assert all(not ln["upload"] for ln in lines if ln["invalid"] == "image")
+
+
+def test_secrets_are_redacted(world, monkeypatch):
+    monkeypatch.setenv("MY_API_KEY", "sk-very-secret-123")
+    _go(world, "--strategy", "svlm_only", "--run-name", "s")
+    text = (world[3] / "out" / "toy" / "s" / "results.json").read_text()
+    assert "sk-very-secret-123" not in text
+    assert redact({"api_key": "abc", "x": {"token": "t"}, "u": "http://h/?k=sk-very-secret-123", "n": 1}) == {
+        "api_key": REDACTED, "x": {"token": REDACTED}, "u": f"http://h/?k={REDACTED}", "n": 1}
+
+
+def test_shards_merge_to_the_single_process_result(world, monkeypatch):
+    """Two processes, run one after the other (barriers stubbed): rank 1 then rank 0, which merges."""
+    _go(world, "--strategy", "edgevlm,adas,svlm_only", "--run-name", "one")
+    monkeypatch.setattr(runner, "_barrier", lambda world: None)
+    for rank in (1, 0):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        _go(world, "--strategy", "edgevlm,adas,svlm_only", "--run-name", "two")
+    folder = world[3] / "out" / "toy" / "two"
+    assert sorted(p.name for p in folder.glob("frames*.jsonl")) == ["frames-000-of-002.jsonl",
+                                                                      "frames-001-of-002.jsonl"]
+    one, two = _results(world, "one"), _results(world, "two")
+    assert without_timings(two["tasks"]["toy"]["runs"]) == without_timings(one["tasks"]["toy"]["runs"])
+    assert runner.shard(world[1], 1, 2) == [world[1][1]]
+
+
+def test_engine_config_yaml(world):
+    tmp = world[3]
+    cfg = tmp / "engine.yaml"
+    cfg.write_text("latency: fixed:2\nK-call: 1\nstrategy: [edgevlm, svlm_only]\n")
+    _go(world, "--engine-config", str(cfg), "--K-delay", "inf")
+    doc = _results(world, "edgevlm+svlm_only")
+    spec = doc["tasks"]["toy"]["runs"]["edgevlm"]["spec"]
+    assert (spec["K_call"], spec["K_delay"]) == (1, "inf")
+    assert doc["provenance"]["config"]["latency"] == "fixed:2"
+    # fixed 2 s > tau: no LVLM answer is ever the output
+    assert doc["tasks"]["toy"]["runs"]["edgevlm"]["output_sources"]["lvlm"] == 0
+    cfg.write_text("K_cal: 1\n")
+    with pytest.raises(ConfigError, match="key 'K_cal': unknown engine option"):
+        _go(world, "--engine-config", str(cfg))
+
+
+def test_laecips_without_token_probabilities(world, monkeypatch):
+    import edgevlm_eval.model_adapters.registry as reg
+
+    monkeypatch.setattr(reg, "load_adapter", lambda spec, **kw: ScriptedSVLM(fn=_fn, logprobs=False))
+    with pytest.raises(ConfigError, match="laecips needs the SVLM's token probabilities"):
+        _go(world, "--strategy", "edgevlm,laecips")
+    _go(world, "--protocol", "ablation", "--run-name", "a")  # no laecips in it: fine
+    _go(world, "--strategy", "all")
+    doc = _results(world, "all")
+    assert "laecips" not in doc["tasks"]["toy"]["runs"]
+    assert any("laecips skipped" in n for n in doc["provenance"]["notes"])
+
+
+def test_bootstrap_intervals(world):
+    _go(world, "--strategy", "edgevlm,svlm_only", "--bootstrap", "200", "--bootstrap-seed", "5")
+    doc = _results(world, "edgevlm+svlm_only")
+    run = doc["tasks"]["toy"]["runs"]["edgevlm"]
+    ci = run["ci"]["micro_f1"]
+    assert ci["lo"] <= run["metrics"]["micro_f1"] <= ci["hi"] and ci["n_boot"] == 200 and ci["seed"] == 5
+    assert run["ci"]["lcr"]["value"] == pytest.approx(run["lcr"])
+    assert doc["provenance"]["seeds"]["bootstrap"] == 5
+
+
+def test_unknown_switch_lists_the_nearest_known(capsys):
+    with pytest.raises(SystemExit):
+        build_run_parser().parse_args(["--task", "toy", "--no-crmm"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --no-crmm" in err and "--no-crm" in err
