@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,18 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from edgevlm_eval.streams import load_streams
-    from edgevlm_eval.tasks import load_task
+    from edgevlm_eval.cli import load_task_and_streams
 
-    task = load_task(args.task, args.tasks_dir)
-    streams, info = load_streams(task, args.data_root, use_cache=not args.no_cache)
-    streams = sorted(streams, key=lambda s: s.id)
-    if args.limit is not None:
-        streams = streams[: args.limit]
-    if args.max_frames is not None:
-        for s in streams:
-            s.frames = s.frames[: args.max_frames]
-    return task, streams, info
+    return load_task_and_streams(args)
 
 
 def _record_of(frame, reply: Reply, wall_s: float) -> TraceRecord:
@@ -147,20 +139,40 @@ def _describe(adapter) -> dict:
         return {"name": getattr(adapter, "name", type(adapter).__name__)}
 
 
-def main(args) -> int:
-    from edgevlm_eval.model_adapters.registry import load_adapter
+def trace_path_for(folder: str | Path, task, streams: Sequence[Stream], lvlm: str, latency: str) -> Path:
+    """Where a run keeps the trace it records itself: one file per task, LVLM, latency source and
+    set of frames, so a second run (any strategy) reuses it and a different --limit does not."""
+    key = json.dumps([task.name, task.version, lvlm, latency, [[s.id, len(s)] for s in streams]], sort_keys=True)
+    slug = "".join(c if c.isalnum() or c in "-._" else "_" for c in lvlm)[:60]
+    return Path(folder) / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.jsonl"
 
-    task, streams, _ = _load(args)
-    adapter = load_adapter(args.lvlm)
-    n = sum(len(s) for s in streams)
-    from rich.progress import MofNCompleteColumn, Progress, TextColumn, BarColumn
+
+def record_with_progress(task, streams: Sequence[Stream], lvlm: str, out: str | Path, *, latency: str = "measured",
+                         batch_size: int = 8, concurrency: int = 4, overwrite: bool = False) -> Path:
+    """Load the LVLM adapter and record `streams` into `out` with a progress bar."""
     import sys
 
-    prog = Progress(TextColumn("recording {task.description}"), BarColumn(), MofNCompleteColumn(), transient=True,
-                    disable=not sys.stderr.isatty())
-    tid = prog.add_task(f"{task.name} with {args.lvlm}", total=n)
-    with prog:
-        record(task, streams, adapter, args.out, model=args.lvlm, latency=args.latency, batch_size=args.batch_size,
-               concurrency=args.concurrency, overwrite=args.overwrite, progress=lambda k: prog.advance(tid, k))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgevlm_eval.model_adapters.registry import load_adapter
+
+    adapter = load_adapter(lvlm)
+    n = sum(len(s) for s in streams)
+    prog = Progress(TextColumn("recording {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=True, disable=not sys.stderr.isatty())
+    tid = prog.add_task(f"{task.name} with {lvlm}", total=n)
+    try:
+        with prog:
+            return record(task, streams, adapter, out, model=lvlm, latency=latency, batch_size=batch_size,
+                          concurrency=concurrency, overwrite=overwrite, progress=lambda k: prog.advance(tid, k))
+    finally:
+        adapter.close()
+
+
+def main(args) -> int:
+    task, streams, _ = _load(args)
+    record_with_progress(task, streams, args.lvlm, args.out, latency=args.latency, batch_size=args.batch_size,
+                         concurrency=args.concurrency, overwrite=args.overwrite)
+    n = sum(len(s) for s in streams)
     print(f"trace: {args.out} ({n} frames of {len(streams)} streams)")
     return 0

@@ -43,10 +43,9 @@ Dataset roots come from --data-root or the environment variable each task names 
 
 
 def _console():
-    from rich.console import Console
+    from .console import console
 
-    # soft_wrap: long paths stay on one line when output is piped or captured
-    return Console(soft_wrap=True)
+    return console()
 
 
 def _import_plugin(module: str):

@@ -302,19 +302,20 @@ def resolved_config(args, cfg, task: TaskConfig) -> dict:
 
 
 def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .console import console
 
     t = Table(title=title)
     for c in columns:
         t.add_column(str(c), overflow="fold")
     for r in rows:
         t.add_row(*["" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v)) for v in r])
-    Console().print(t)
+    console().print(t)
 
 
 def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
-    cols = ["run", *task.metrics, "LCR %", "LHL", "invalid", "VFM applied"]
+    cols = ["run", *(f"{m} %" for m in task.metrics), "LCR %", "LHL (frames)", "invalid", "VFM applied"]
     rows = []
     for rid, s in runs.items():
         ms = [None if s["metrics"].get(m) is None else 100 * s["metrics"][m] for m in task.metrics]
@@ -325,6 +326,35 @@ def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _record_once(args, task, streams, rank: int, world: int) -> Path:
+    """No --trace: record the LVLM's trace into the output folder (resumable), or reuse the one a
+    previous run recorded there. Record once, replay many: every later strategy replays it."""
+    from .collab.record import record_with_progress, trace_path_for
+
+    if not getattr(args, "lvlm", None):
+        raise ConfigError("these strategies replay the LVLM's replies: give --lvlm L (its trace is recorded once "
+                          "into the output folder) or --trace F.jsonl from `edgevlm-eval record`", key="--lvlm")
+    streams = sorted(streams, key=lambda s: s.id)
+    path = trace_path_for(Path(args.output_dir) / task.name / "traces", task, streams, args.lvlm, "measured")
+    if rank == 0:
+        if not path.exists() or not _trace_complete(path, streams):
+            print(f"recording the LVLM trace of {args.lvlm} on {sum(len(s) for s in streams)} frames -> {path} "
+                  "(once: later runs replay it)", file=sys.stderr)
+            record_with_progress(task, streams, args.lvlm, path)
+    _barrier(world)
+    return path
+
+
+def _trace_complete(path: Path, streams) -> bool:
+    from .collab.trace import read_trace
+
+    try:
+        read_trace(path).check_covers(streams, None)
+        return True
+    except Exception:  # partial or damaged: record() resumes it
+        return False
 
 
 def run_main(args, task: TaskConfig, streams: list[Stream], stream_info: dict) -> int:
@@ -352,8 +382,7 @@ def _run(args, task, streams, stream_info) -> int:
     trace_info: dict = {}
     if needs_trace or args.trace:
         if not args.trace:
-            raise ConfigError("these strategies replay the LVLM's replies: give --trace F.jsonl "
-                              "(record one with `edgevlm-eval record --task T --lvlm L --out F.jsonl`)", key="--trace")
+            args.trace = str(_record_once(args, task, streams, rank, world))
         trace = read_trace(args.trace)
         trace.check_covers(streams, task.name)
         trace.reparse(task.label_space)
