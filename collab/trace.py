@@ -105,11 +105,16 @@ class Trace:
                                path=self.path)
 
     def reparse(self, space) -> None:
-        """Labels from the answers with the task's label space (and the unmapped words)."""
+        """Labels from the answers with the task's label space (and the unmapped words); ROI labels
+        (the model's own words) mapped into the space too, largest ROI per label, unmappable dropped.
+        Done at replay, so a trace recorded elsewhere (or with another synonym table) reads the same."""
+        from edgevlm_eval.grounding import map_to_space
+
         for r in self.records.values():
             if r.ok:
                 p = space.parse(r.answer)
                 r.labels, r.unmapped = p.labels, p.unmapped
+                r.rois = map_to_space(r.rois, space)
             else:
                 r.labels, r.unmapped = (), ()
 

@@ -59,7 +59,7 @@ class HFImageTextAdapter(Adapter):
         self.processor_kwargs = dict(processor_kwargs or {})
         self.options = dict(dtype=str(dtype), device=device, device_map=device_map, max_new_tokens=max_new_tokens,
                             batch_size=self.batch_size, grounding_coords=grounding_coords, prompt_style=prompt_style)
-        if model is None and checkpoint.startswith("tiny"):
+        if model is None and checkpoint == "tiny":
             from .tiny import build_tiny_qwen
 
             model, processor = build_tiny_qwen().model, tiny_processor()
@@ -105,8 +105,11 @@ class HFImageTextAdapter(Adapter):
             try:
                 out.extend(self._batch(chunk))
             except (RuntimeError, ValueError) as e:
-                log.exception("batch failed")
-                out.extend(Reply.invalid(f"generation failed: {type(e).__name__}: {e}") for _ in chunk)
+                if len(chunk) == 1:
+                    log.warning("request %s failed: %s", chunk[0].id, e)
+                    out.append(Reply.invalid(f"generation failed: {type(e).__name__}: {e}"))
+                else:  # find the culprit: one by one, so that only it becomes invalid
+                    out.extend(self.generate([r])[0] for r in chunk)
         return out
 
     def _batch(self, chunk: Sequence[Request]) -> list[Reply]:
@@ -132,7 +135,9 @@ class HFImageTextAdapter(Adapter):
             max_new = max(chunk[k].max_new_tokens or self.max_new_tokens for k in keep)
             t1 = time.perf_counter()
             with torch.inference_mode():
+                # plain greedy whatever sampling settings the checkpoint's generation_config carries
                 res = self.model.generate(**inputs, max_new_tokens=max_new, do_sample=False, num_beams=1,
+                                          temperature=None, top_p=None, top_k=None, repetition_penalty=1.0,
                                           return_dict_in_generate=True, output_logits=True,
                                           pad_token_id=self.tokenizer.pad_token_id)
             t2 = time.perf_counter()

@@ -167,8 +167,19 @@ class OpenAIAdapter(Adapter):
         rep.timings.update(attempts=float(attempt + 1), upload_bytes=float(upload))
         return rep
 
+    def _redact(self, text: str) -> str:
+        """Error texts go into logs and results: never with the key in them (some servers echo it)."""
+        key = getattr(self._client, "api_key", None)
+        if key and key != NO_KEY and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
     def _classify(self, e: Exception, attempt: int) -> tuple[bool, float, str]:
-        """(retry?, seconds to wait, reason)."""
+        """(retry?, seconds to wait, reason); the reason is redacted."""
+        retry, wait, reason = self._classify_raw(e, attempt)
+        return retry, wait, self._redact(reason)
+
+    def _classify_raw(self, e: Exception, attempt: int) -> tuple[bool, float, str]:
         import openai
 
         wait = min(self.backoff_max, self.backoff * (2 ** attempt)) * (1.0 + 0.25 * random.random())

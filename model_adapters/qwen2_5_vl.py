@@ -19,6 +19,7 @@ One `generate()` call runs its requests as left-padded batches through transform
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -102,6 +103,37 @@ def _model_lock(model) -> threading.Lock:
         return _LOCKS.setdefault(id(model), threading.Lock())
 
 
+class _LRUBytes:
+    """A least-recently-used map bounded by the bytes of its values."""
+
+    def __init__(self, capacity: int):
+        from collections import OrderedDict
+
+        self.capacity, self.used = capacity, 0
+        self._d: "OrderedDict[Any, tuple[Any, int]]" = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        item = self._d.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._d.move_to_end(key)
+        self.hits += 1
+        return item[0]
+
+    def put(self, key, value, nbytes: int) -> None:
+        if nbytes > self.capacity:
+            return
+        if key in self._d:
+            self.used -= self._d.pop(key)[1]
+        self._d[key] = (value, nbytes)
+        self.used += nbytes
+        while self.used > self.capacity:
+            _, (_, n) = self._d.popitem(last=False)
+            self.used -= n
+
+
 class _FirstTokenTimer:
     """A logits processor that notes when the first token's logits exist (= prefill done)."""
 
@@ -120,17 +152,16 @@ class QwenVLAdapter(Adapter):
     capabilities = Capabilities(token_focus=True, grounding=True, logprobs=True, max_images=None, batched=True)
 
     def __init__(self, checkpoint: str, *, name: str = "qwen2_5_vl", dtype: Any = "auto", device: str | None = None,
-                 device_map: Any = None, min_pixels: int = CHECKPOINT_MIN_PIXELS,
-                 max_pixels: int = CHECKPOINT_MAX_PIXELS, max_new_tokens: int = 64, batch_size: int = 8,
+                 device_map: Any = None, min_pixels: int | None = None, max_pixels: int | None = None,
+                 max_new_tokens: int = 64, batch_size: int = 8,
                  prompt_style: str = "plain", grounding_coords: str = "qwen_abs", system: str | None = DEFAULT_SYSTEM,
                  attn_implementation: str | None = None, seed: int = 0, do_sample: bool = False,
-                 temperature: float | None = None, model: Any = None, tokenizer: Any = None,
-                 image_processor: Any = None):
+                 temperature: float | None = None, repetition_penalty: float = 1.0, image_cache_mb: float = 0,
+                 model: Any = None, tokenizer: Any = None, image_processor: Any = None):
         if prompt_style not in ("plain", "r1"):
             raise ValueError(f"prompt_style must be 'plain' or 'r1', got {prompt_style!r}")
         self.name = name
         self.checkpoint = checkpoint
-        self.min_pixels, self.max_pixels = int(min_pixels), int(max_pixels)
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = max(1, int(batch_size))
         self.prompt_style = prompt_style
@@ -138,13 +169,24 @@ class QwenVLAdapter(Adapter):
         self.system = system
         self.do_sample = bool(do_sample)
         self.temperature = temperature
-        self.options = dict(dtype=str(dtype), device=device, device_map=device_map, min_pixels=self.min_pixels,
-                            max_pixels=self.max_pixels, max_new_tokens=self.max_new_tokens,
-                            batch_size=self.batch_size, prompt_style=prompt_style,
-                            grounding_coords=grounding_coords, do_sample=self.do_sample)
+        # 1.0 = plain greedy; the public checkpoints' generation_config suggests 1.05 (set it to get that).
+        self.repetition_penalty = float(repetition_penalty)
+        # Off by default: a cache makes the measured edge step cheaper than re-processing every
+        # image (what the paper's per-frame timing implies); replies are identical either way.
+        self._image_cache = _LRUBytes(int(image_cache_mb * 2**20)) if image_cache_mb else None
         if model is None:
             model, tokenizer, image_processor = self._load(checkpoint, dtype, device, device_map,
                                                            attn_implementation, seed)
+        # The pixel budget: given, else the checkpoint's own (its preprocessor config), else the
+        # public checkpoints' limits.
+        size = getattr(image_processor, "size", None) or {}
+        self.min_pixels = int(min_pixels or size.get("shortest_edge") or CHECKPOINT_MIN_PIXELS)
+        self.max_pixels = int(max_pixels or size.get("longest_edge") or CHECKPOINT_MAX_PIXELS)
+        self.options = dict(dtype=str(dtype), device=device, device_map=device_map, min_pixels=self.min_pixels,
+                            max_pixels=self.max_pixels, max_new_tokens=self.max_new_tokens,
+                            batch_size=self.batch_size, prompt_style=prompt_style,
+                            grounding_coords=grounding_coords, do_sample=self.do_sample,
+                            repetition_penalty=self.repetition_penalty, image_cache_mb=image_cache_mb)
         self.model, self.tokenizer = model, tokenizer
         self.image_processor = image_processor
         self.base = model.model  # Qwen2_5_VLModel: get_image_features, get_rope_index
@@ -160,7 +202,7 @@ class QwenVLAdapter(Adapter):
     # ---------------------------------------------------------------- loading
     @staticmethod
     def _load(checkpoint, dtype, device, device_map, attn_implementation, seed):
-        if checkpoint.startswith("tiny"):
+        if checkpoint == "tiny":
             from .tiny import build_tiny_qwen
 
             tiny = build_tiny_qwen(seed)
@@ -175,8 +217,17 @@ class QwenVLAdapter(Adapter):
                 if device:
                     model = model.to(device)
             return model, tiny.tokenizer, tiny.image_processor
+        from pathlib import Path
+
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+        from edgevlm_eval.errors import ConfigError
+
+        local = Path(checkpoint).expanduser()
+        if (local.is_absolute() or checkpoint.startswith((".", "~"))) and not local.is_dir():
+            raise ConfigError(f"checkpoint folder not found: {checkpoint}", key="checkpoint")
+        checkpoint = str(local) if local.is_dir() else checkpoint
 
         kwargs: dict[str, Any] = {"dtype": parse_dtype(dtype)}
         if device_map is not None:
@@ -221,30 +272,66 @@ class QwenVLAdapter(Adapter):
         size = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
         return self.image_processor(images=images, size=size, return_tensors="pt")
 
+    def _pixels(self, paths: Sequence[str]) -> tuple[torch.Tensor | None, torch.Tensor | None, list[tuple[int, int]]]:
+        """(pixel_values, image_grid_thw, original sizes) of a request's images. Raises ImageError
+        (unreadable) or ValueError (refused by the processor, e.g. an aspect ratio over 200).
+        With the image cache on, an image already processed (same file, size and mtime, same
+        budget) is not decoded again: history frames were current frames a step earlier."""
+        if not paths:
+            return None, None, []
+        if self._image_cache is None:
+            pil = [load_image(p) for p in paths]
+            px = self._process_images(pil)
+            return px["pixel_values"], px["image_grid_thw"], [im.size for im in pil]
+        parts = []
+        for p in paths:
+            try:
+                st = os.stat(p)
+            except OSError:
+                raise ImageError(f"missing image: {p}") from None
+            key = (str(p), st.st_mtime_ns, st.st_size, self.min_pixels, self.max_pixels)
+            hit = self._image_cache.get(key)
+            if hit is None:
+                im = load_image(p)
+                px = self._process_images([im])
+                hit = (px["pixel_values"], px["image_grid_thw"], im.size)
+                self._image_cache.put(key, hit, hit[0].nbytes)
+            parts.append(hit)
+        return torch.cat([h[0] for h in parts]), torch.cat([h[1] for h in parts]), [h[2] for h in parts]
+
     def prepare(self, requests: Sequence[Request], offset: int = 0, apply_prune: bool = True) -> Prepared:
         """Tokenise, process images, plan Visual Focus, left-pad. Requests with an unreadable image
         become invalid replies (in `invalid`, by index) and are left out of the batch."""
         t0 = time.perf_counter()
         invalid: dict[int, Reply] = {}
         staged = []
-        all_images = []
+        n_images = 0
+        pixel_parts, grid_parts = [], []
         for k, req in enumerate(requests):
             conv = build_conversation(req, system=self.system, query=self._query(req))
             try:
-                pil = [load_image(p) for p in conv.images]
+                # Per request, so that an image the processor refuses invalidates its own request only.
+                pv, thw, sizes = self._pixels(conv.images)
             except ImageError as e:
                 invalid[offset + k] = Reply.invalid(str(e))
                 continue
-            staged.append((offset + k, req, conv, len(all_images), pil))
-            all_images.extend(pil)
-        pixel = self._process_images(all_images) if all_images else None
+            except ValueError as e:
+                invalid[offset + k] = Reply.invalid(f"image rejected by the image processor: {e}")
+                continue
+            if pv is not None:
+                pixel_parts.append(pv)
+                grid_parts.append(thw)
+            staged.append((offset + k, req, conv, n_images, sizes))
+            n_images += len(sizes)
+        pixel = {"pixel_values": torch.cat(pixel_parts), "image_grid_thw": torch.cat(grid_parts)} \
+            if pixel_parts else None
         grid_thw = pixel["image_grid_thw"] if pixel is not None else None
 
         plan = FocusPlan()
         rows: list[_Row] = []
-        for idx, req, conv, start, pil in staged:
-            n = len(pil)
-            grids = [TokenGrid.from_thw(im.size, grid_thw[start + j], self.merge, self.patch) for j, im in enumerate(pil)]
+        for idx, req, conv, start, sizes in staged:
+            n = len(sizes)
+            grids = [TokenGrid.from_thw(sz, grid_thw[start + j], self.merge, self.patch) for j, sz in enumerate(sizes)]
             plan.grids.extend(grids)
             counts = [g.tokens * int(grid_thw[start + j][0]) for j, g in enumerate(grids)]
             text = qwen_chat_text(conv, IMAGE_TOKEN)
@@ -258,7 +345,7 @@ class QwenVLAdapter(Adapter):
                 pos = torch.arange(len(ids)).view(1, -1).expand(3, -1).clone()
             row = _Row(index=idx, request=req, ids=ids, types=types, positions=pos,
                        seq_keep=torch.ones(len(ids), dtype=torch.bool), full_positions=pos, full_ids=ids,
-                       full_types=types, image_slice=slice(start, start + n), orig_sizes=[im.size for im in pil],
+                       full_types=types, image_slice=slice(start, start + n), orig_sizes=list(sizes),
                        grids=grids, current_images=[start + j for j in conv.current_images])
             row.visual_tokens = sum(counts)
             t_plan = time.perf_counter()
@@ -375,7 +462,8 @@ class QwenVLAdapter(Adapter):
         gen_kwargs: dict[str, Any] = dict(max_new_tokens=max_new, do_sample=self.do_sample, num_beams=1,
                                           return_dict_in_generate=True, output_logits=True,
                                           logits_processor=LogitsProcessorList([timer]),
-                                          pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids))
+                                          pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids),
+                                          repetition_penalty=self.repetition_penalty)
         if self.do_sample:
             gen_kwargs["temperature"] = self.temperature or 1.0
         else:  # greedy: neutralise sampling settings a checkpoint's generation_config may carry

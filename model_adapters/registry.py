@@ -8,6 +8,7 @@ A model spec (`--svlm`, `--lvlm`, `serve --model`) is one of
 for example `qwen2.5-vl-3b?dtype=float16&max_pixels=1003520`,
 `qwen2_5_vl:/models/Qwen2.5-VL-7B-Instruct?device_map=auto`,
 `openai:gpt-4o-mini?base_url=https://api.openai.com/v1&api_key_env=OPENAI_API_KEY`.
+Without a pixel budget in the spec, a local Qwen checkpoint uses its own (preprocessor config).
 Values are read as int, float, true/false, none, else kept as text. Adapters: qwen2_5_vl, openai, hf.
 Secrets never go in a spec: an entry names the environment variable holding its key.
 """
@@ -15,6 +16,7 @@ Secrets never go in a spec: an entry names the environment variable holding its 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
@@ -22,6 +24,7 @@ from edgevlm_eval.errors import ConfigError, UnknownNameError
 
 from .base import Adapter, Capabilities
 
+DEMO_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 QWEN_PIXELS = {"min_pixels": 3136, "max_pixels": 12845056}  # the public checkpoints' preprocessor limits
 TINY_PIXELS = {"min_pixels": 3136, "max_pixels": 28 * 28 * 64}  # <= 64 tokens per image: fast on CPU
 
@@ -122,6 +125,14 @@ _ENTRIES: list[ModelEntry] = [
     ModelEntry("openai-compatible", "openai", "default",
                "any OpenAI-compatible server: set ?base_url=...&model=... (key env var via api_key_env)",
                {"base_url": "http://127.0.0.1:8000/v1", "api_key_env": "OPENAI_API_KEY"}),
+    # The demo world's two small trained checkpoints (scripts/train_demo_models.py), shipped with the
+    # package; their pixel budgets come from their preprocessor configs.
+    ModelEntry("demo-svlm", "qwen2_5_vl", str(DEMO_CHECKPOINTS / "demo-svlm"),
+               "demo world's weak edge model (small Qwen2.5-VL trained on the demo task; a quarter of the pixels)",
+               {"dtype": "float32", "max_new_tokens": 32, "batch_size": 8}),
+    ModelEntry("demo-lvlm", "qwen2_5_vl", str(DEMO_CHECKPOINTS / "demo-lvlm"),
+               "demo world's strong cloud model (small Qwen2.5-VL trained on the demo task; answers and grounds)",
+               {"dtype": "float32", "max_new_tokens": 160, "batch_size": 8}),
     ModelEntry("tiny-qwen2.5-vl", "qwen2_5_vl", "tiny",
                "tiny random Qwen2.5-VL built in-process (tests, demos): real code paths, gibberish answers",
                {**TINY_PIXELS, "max_new_tokens": 16}),
@@ -185,8 +196,8 @@ def resolve(spec: str) -> ModelEntry:
         if not ckpt:
             raise ConfigError(f"model spec '{spec}' names adapter '{adapter}' but no checkpoint "
                               f"(expected {adapter}:<path-or-hub-id>)", key="model")
-        defaults = {"qwen2_5_vl": dict(QWEN_PIXELS), "openai": {}, "hf": {}}[adapter]
-        entry = ModelEntry(base, adapter, ckpt, f"{adapter} adapter on {ckpt}", {**defaults, **opts})
+        # No default options: a local checkpoint brings its own pixel budget (preprocessor config).
+        entry = ModelEntry(base, adapter, ckpt, f"{adapter} adapter on {ckpt}", opts)
     # openai-compatible: `model=` names the served model.
     if entry.adapter == "openai" and "model" in entry.options:
         o = dict(entry.options)

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from fastapi import Request as HTTPRequest
 from PIL import Image
 
 from edgevlm_eval.model_adapters.base import Adapter, Capabilities
@@ -16,6 +17,18 @@ from edgevlm_eval.model_adapters.serve import create_app, run_in_thread
 from edgevlm_eval.types import Box, HistoryEntry, Reply, Request
 
 SNIPPET = "This is the image from 2 seconds ago; detected car, pedestrian."
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads
+    stall on each other: one thread keeps the timings steady."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +180,7 @@ def test_client_errors_are_not_retried_and_bad_images_never_sent(frames, monkeyp
             wrong.close()
             right.close()
     assert not r_wrong.ok and "HTTP 401" in r_wrong.error and r_wrong.timings["attempts"] == 1.0
+    assert right._redact("bad key right-key given") == "bad key *** given"
     assert not r_bad.ok and "corrupt image" in r_bad.error
     assert r_ok.ok and len(stub.seen) == 1  # the corrupt one never reached the server
     assert "right-key" not in repr(right) and "right-key" not in str(right.describe())
@@ -216,3 +230,28 @@ def test_registry_api_entries_run_through_the_same_path(frames, monkeypatch):
             finally:
                 a.close()
             assert rep.ok and rep.text == "pedestrian" and rep.token_probs == pytest.approx([0.5, 0.25])
+
+
+def test_key_echoed_by_a_server_is_redacted(frames, monkeypatch, caplog):
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    paths, _ = frames
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def echo_key(request: HTTPRequest):  # module-level import: FastAPI resolves string annotations there
+        key = request.headers.get("authorization", "")
+        return JSONResponse(status_code=503, content={"error": {"message": f"no capacity for {key}"}})
+
+    monkeypatch.setenv("EDGEVLM_SECRET_KEY", "sk-very-secret-987")
+    with run_in_thread(app) as url:
+        c = load_adapter(f"openai-compatible?model=m&base_url={url}&api_key_env=EDGEVLM_SECRET_KEY"
+                         "&max_retries=1&backoff=0.01")
+        try:
+            with caplog.at_level("DEBUG"):
+                rep = c.generate([Request(id="k", images=(paths[0],), query="q")])[0]
+        finally:
+            c.close()
+    assert not rep.ok and "HTTP 503" in rep.error and "Bearer ***" in rep.error
+    assert "sk-very-secret-987" not in rep.error and "sk-very-secret-987" not in caplog.text

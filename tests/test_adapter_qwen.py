@@ -7,12 +7,25 @@ import pytest
 import torch
 from PIL import Image
 
+from edgevlm_eval.errors import ConfigError
 from edgevlm_eval.model_adapters.focus import FocusPlan, ImageFocus, TokenGrid, grvr_weights, scale_rows
 from edgevlm_eval.model_adapters.qwen2_5_vl import QwenVLAdapter, forward_logits
 from edgevlm_eval.model_adapters.registry import load_adapter
 from edgevlm_eval.types import Box, Focus, HistoryEntry, Request
 
 SNIPPET = "This is the image from 1 seconds ago; detected car."
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads
+    stall on each other: one thread keeps the timings steady."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +40,9 @@ def frames(tmp_path_factory):
         paths.append(str(p))
     bad = d / "corrupt.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    return {"ok": paths, "corrupt": str(bad)}
+    thin = d / "thin.png"
+    Image.new("RGB", (3000, 10)).save(thin)
+    return {"ok": paths, "corrupt": str(bad), "thin": str(thin)}
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +92,16 @@ def test_visual_token_counts_by_hand(adapter, frames):
     assert rep.focus_applied == {}
 
 
-def test_corrupt_image_gives_invalid_reply_batch_goes_on(adapter, frames):
-    reqs = _requests(frames["ok"], 3)
+def test_corrupt_image_gives_invalid_reply_batch_goes_on(adapter, frames, monkeypatch):
+    reqs = [Request(id=r.id, images=r.images, query=r.query, history=r.history) for r in _requests(frames["ok"], 3)]
+    monkeypatch.setattr(adapter, "max_new_tokens", 2)
     bad = Request(id="bad", images=(frames["corrupt"],), query="q")
+    thin = Request(id="thin", images=(frames["thin"],), query="q")  # aspect ratio 300: the processor refuses
     missing = Request(id="missing", images=(frames["ok"][0] + ".nope",), query="q")
-    reps = adapter.generate([reqs[0], bad, reqs[1], missing, reqs[2]])
-    assert [r.ok for r in reps] == [True, False, True, False, True]
+    reps = adapter.generate([reqs[0], bad, reqs[1], missing, reqs[2], thin])
+    assert [r.ok for r in reps] == [True, False, True, False, True, False]
     assert "corrupt image" in reps[1].error and "missing image" in reps[3].error
+    assert "aspect ratio" in reps[5].error
     # The good ones are unaffected by the bad ones in their batch.
     assert [r.text for r in (reps[0], reps[2], reps[4])] == [r.text for r in adapter.generate(reqs)]
 
@@ -96,7 +114,20 @@ def test_tiny_adapter_from_saved_checkpoint(tmp_path, frames):
     mem = load_adapter("tiny-qwen2.5-vl", max_new_tokens=5)
     reqs = _requests(frames["ok"], 3)
     assert [r.text for r in disk.generate(reqs)] == [r.text for r in mem.generate(reqs)]
-    assert disk.image_processor.size["longest_edge"] == 12845056 or disk.max_pixels == 50176
+    assert (disk.min_pixels, disk.max_pixels) == (3136, 50176)  # min from the checkpoint, max from the spec
+    # Without a budget in the spec, the checkpoint's own preprocessor config gives it.
+    import json
+
+    pp = path / "preprocessor_config.json"
+    cfg = json.loads(pp.read_text())
+    cfg.pop("size", None)
+    cfg.update(min_pixels=1568, max_pixels=28 * 28 * 30)
+    pp.write_text(json.dumps(cfg))
+    own = load_adapter(f"qwen2_5_vl:{path}?max_new_tokens=2")
+    assert (own.min_pixels, own.max_pixels) == (1568, 23520)
+    assert own.generate([Request(id="o", images=(frames["ok"][2],), query="q")])[0].visual_tokens <= 30
+    with pytest.raises(ConfigError, match="checkpoint folder not found"):
+        load_adapter(f"qwen2_5_vl:{path}-missing")
 
 
 def test_generic_hf_adapter_matches_qwen_adapter(frames):
@@ -104,11 +135,14 @@ def test_generic_hf_adapter_matches_qwen_adapter(frames):
     transformers compute M-RoPE positions; the Qwen adapter builds both itself. Same tokens out."""
     hf = load_adapter("tiny-hf", max_new_tokens=6)
     qw = load_adapter("tiny-qwen2.5-vl", max_new_tokens=6)
-    reqs = _requests(frames["ok"], 4)
+    reqs = _requests(frames["ok"], 4)[1:]  # a native turn, a snippet, two current images
     a, b = hf.generate(reqs), qw.generate(reqs)
     assert [r.text for r in a] == [r.text for r in b]
     assert [r.prompt_tokens for r in a] == [r.prompt_tokens for r in b]
     assert hf.capabilities.token_focus is False and qw.capabilities.token_focus is True
+    # a request the processor refuses fails alone, the rest of its batch still answers
+    mixed = hf.generate([reqs[0], Request(id="thin", images=(frames["thin"],), query="q")])
+    assert mixed[0].text == a[0].text and not mixed[1].ok and "aspect ratio" in mixed[1].error
     # qwen_abs grounding through the generic adapter uses the processor's resize (tiny budget 50176)
     assert load_adapter("tiny-hf", grounding_coords="qwen_abs")._resized((300, 200)) == (252, 168)
 
@@ -327,3 +361,48 @@ def test_grounding_request_maps_boxes_to_original_pixels(frames):
     assert (b.x1, b.y1, b.x2, b.y2) == pytest.approx((30, 20, 150, 100))
     # The grounding instruction is in the prompt.
     assert "bbox_2d" in a.tokenizer.decode(row.ids)
+
+
+def test_image_cache_gives_identical_replies_and_sees_file_changes(adapter, frames, tmp_path, monkeypatch):
+    import shutil
+
+    from edgevlm_eval.model_adapters import qwen2_5_vl as q
+
+    cached = QwenVLAdapter("tiny", max_pixels=28 * 28 * 64, max_new_tokens=6, image_cache_mb=64)
+    reqs = _requests(frames["ok"], 3)
+    first = cached.generate(reqs)
+    assert [r.text for r in first] == [r.text for r in adapter.generate(reqs)]
+    decodes = []
+    real_load = q.load_image
+
+    def counting_load(path):
+        decodes.append(path)
+        return real_load(path)
+
+    monkeypatch.setattr(q, "load_image", counting_load)
+    again = cached.generate(reqs)
+    assert [r.text for r in again] == [r.text for r in first] and decodes == []  # all from the cache
+    # A rewritten file (new mtime/size) is read again; a deleted one is a missing image, not a stale hit.
+    f = tmp_path / "x.png"
+    shutil.copy(frames["ok"][0], f)
+    cached.max_new_tokens = 1
+    r1 = cached.generate([Request(id="a", images=(str(f),), query="q")])[0]
+    shutil.copy(frames["ok"][2], f)
+    r2 = cached.generate([Request(id="b", images=(str(f),), query="q")])[0]
+    assert (r1.visual_tokens, r2.visual_tokens) == (64, 55) and decodes == [str(f), str(f)]
+    f.unlink()
+    r3 = cached.generate([Request(id="c", images=(str(f),), query="q")])[0]
+    assert not r3.ok and "missing image" in r3.error
+
+
+def test_lru_bytes_bound():
+    from edgevlm_eval.model_adapters.qwen2_5_vl import _LRUBytes
+
+    c = _LRUBytes(100)
+    c.put("a", 1, 60)
+    c.put("b", 2, 30)
+    assert c.get("a") == 1  # a is now the most recent
+    c.put("c", 3, 30)  # 120 > 100: the least recent (b) goes
+    assert c.get("b") is None and c.get("a") == 1 and c.get("c") == 3 and c.used == 90
+    c.put("huge", 4, 101)  # larger than the whole cache: not kept
+    assert c.get("huge") is None and c.used == 90

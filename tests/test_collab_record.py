@@ -122,3 +122,24 @@ def test_theta_search_by_hand():
     r = search_theta(hs, 5, RunSpec("laecips"), Target(0.0, 0.0))
     assert r.lcr == 0 and r.spec.theta < 0  # nothing uploads
     assert search_theta(hs, 5, RunSpec("laecips"), Target(1.0, 1.0)).spec.theta == 1.0
+
+
+
+def test_replay_maps_roi_labels_into_the_task_space(tmp_path):
+    """ROIs keep the model's own words in the trace; replay maps them (synonyms, plurals), keeps the
+    largest per label and drops what names no label."""
+    from edgevlm_eval.labels import LabelSpace
+    from edgevlm_eval.types import Box
+    from edgevlm_eval.collab.trace import TraceRecord, read_trace, write_trace
+
+    rois = (Box("Cars", 0, 0, 10, 10), Box("car", 0, 0, 30, 30), Box("people", 5, 5, 8, 9), Box("spaceship", 0, 0, 99, 99))
+    rec = TraceRecord(stream="s", frame=0, answer="cars and people", labels=(), rois=rois, ok=True, error=None,
+                      total_s=0.5)
+    path = tmp_path / "t.jsonl"
+    write_trace(path, {"task": "toy", "model": "m"}, [rec])
+    trace = read_trace(path)
+    assert [b.label for b in trace.records[("s", 0)].rois] == ["Cars", "car", "people", "spaceship"]  # raw words kept
+    trace.reparse(LabelSpace(names=["car", "pedestrian"], synonyms={"pedestrian": ["people"]}))
+    r = trace.records[("s", 0)]
+    assert r.labels == ("car", "pedestrian")
+    assert r.rois == (Box("car", 0, 0, 30, 30), Box("pedestrian", 5, 5, 8, 9))
