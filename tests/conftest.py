@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 @pytest.fixture
 def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"real fixtures not found at ../shared/fixtures (only present in the project's workspace)")
+        pytest.skip("real fixtures not found at ../shared/fixtures (only present in the project's workspace)")
     return SHARED_FIXTURES
 
 
@@ -27,3 +26,18 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads
+    stall on each other: one thread keeps test times steady. Imported lazily: most tests need no torch."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,18 +16,6 @@ from edgevlm_eval.types import Box, Focus, HistoryEntry, Request
 SNIPPET = "This is the image from 1 seconds ago; detected car."
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads
-    stall on each other: one thread keeps the timings steady."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
     """Random RGB frames of several sizes (PNG), one corrupt file."""

@@ -12,18 +12,6 @@ EXPECTED = {"qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-72b", "qwen2.5-vl-72b-
             "demo-svlm", "demo-lvlm"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads
-    stall on each other: one thread keeps the timings steady."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_entries_and_capabilities_without_loading():
     entries = {e.name: e for e in list_models()}
     assert EXPECTED <= set(entries)
