@@ -664,11 +664,11 @@ def to_markdown(lb: Leaderboard) -> str:
 
 
 def print_table(lb: Leaderboard, console=None) -> None:
-    from rich.console import Console
+    from .console import console as make_console
     from rich.markup import escape
     from rich.table import Table
 
-    con = console or Console()
+    con = console or make_console()
     for task in sorted({g.task for g in lb.groups}):
         cols = _columns(lb, task, compact=True)
         pairings = sorted({r.pairing for g in lb.groups if g.task == task for r in g.rows})
@@ -717,14 +717,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from rich.console import Console
+    from .console import console as make_console
     from rich.markup import escape
 
     from .io import atomic_write_json, atomic_write_text
 
     skipped: list[str] = []
     rows = load_rows(args.paths, skipped=skipped)
-    con = Console()
+    con = make_console()
     if args.bootstrap < 0 or not 0.0 < args.level < 1.0:
         raise EdgeVLMError(f"--bootstrap must be >= 0 and --level in (0, 1), e.g. 0.95 "
                            f"(got {args.bootstrap}, {args.level})")

@@ -462,7 +462,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from rich.console import Console
+    from .console import console as make_console
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
@@ -472,7 +472,7 @@ def main(args) -> int:
     written = plot_results(args.results, args.out, kinds=kinds, task=args.task, metric=args.metric,
                            trace=args.trace, streams=args.streams, tau=args.tau, formats=formats,
                            include_paper=not args.no_paper)
-    con = Console()
+    con = make_console()
     if not written:
         con.print(f"[yellow]no figure of kind {args.kind!r}: the results given have no data for it[/yellow]")
         return 1
