@@ -234,6 +234,12 @@ class QwenVLAdapter(Adapter):
             kwargs["device_map"] = device_map
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
+        import sys
+
+        from transformers.utils import logging as hf_logging
+
+        if not sys.stderr.isatty():  # a loading bar helps in a terminal, not in logs and CI output
+            hf_logging.disable_progress_bar()
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(checkpoint, **kwargs)
         if device_map is None and device:
             model = model.to(device)

@@ -126,13 +126,14 @@ _ENTRIES: list[ModelEntry] = [
                "any OpenAI-compatible server: set ?base_url=...&model=... (key env var via api_key_env)",
                {"base_url": "http://127.0.0.1:8000/v1", "api_key_env": "OPENAI_API_KEY"}),
     # The demo world's two small trained checkpoints (scripts/train_demo_models.py), shipped with the
-    # package; their pixel budgets come from their preprocessor configs.
+    # package. fp16 on disk, run in float32 on CPU; the SVLM's budget is about a quarter of the LVLM's
+    # pixels (32 vs 144 visual tokens for a 448x252 frame); grounding replies need ~190 tokens.
     ModelEntry("demo-svlm", "qwen2_5_vl", str(DEMO_CHECKPOINTS / "demo-svlm"),
                "demo world's weak edge model (small Qwen2.5-VL trained on the demo task; a quarter of the pixels)",
-               {"dtype": "float32", "max_new_tokens": 32, "batch_size": 8}),
+               {"dtype": "float32", "min_pixels": 3136, "max_pixels": 31360, "max_new_tokens": 32, "batch_size": 8}),
     ModelEntry("demo-lvlm", "qwen2_5_vl", str(DEMO_CHECKPOINTS / "demo-lvlm"),
                "demo world's strong cloud model (small Qwen2.5-VL trained on the demo task; answers and grounds)",
-               {"dtype": "float32", "max_new_tokens": 160, "batch_size": 8}),
+               {"dtype": "float32", "min_pixels": 3136, "max_pixels": 112896, "max_new_tokens": 192, "batch_size": 8}),
     ModelEntry("tiny-qwen2.5-vl", "qwen2_5_vl", "tiny",
                "tiny random Qwen2.5-VL built in-process (tests, demos): real code paths, gibberish answers",
                {**TINY_PIXELS, "max_new_tokens": 16}),
