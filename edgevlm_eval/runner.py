@@ -71,7 +71,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trace", metavar="F.jsonl", help="LVLM trace from `edgevlm-eval record` (needed by every "
                    "strategy except svlm_only)")
     g.add_argument("--latency", default="measured", metavar="SPEC",
-                   help="LVLM latency source: measured | fixed:D | lognormal:median=M,sigma=S,rho=R,seed=N | "
+                   help="LVLM latency source: measured | fixed:D | 5g[:seed=N] | lognormal:median=M,sigma=S,rho=R,seed=N | "
                         "file:F.csv | network:MAHIMAHI[,bytes=B,download=S,offset=S,server=S] (default: measured)")
     g.add_argument("--uplink", metavar="MBPS|FILE", help="uplink for Distributed VLM's feature upload: Mbps or a "
                    "Mahimahi trace (default: the network latency's trace, if any)")

@@ -191,3 +191,15 @@ def test_trace_duplicate_and_bad_latency_named(tmp_path, streams):
     p.write_text('{"format": "something-else"}\n')
     with pytest.raises(DatasetError, match="not a trace header"):
         read_trace(p)
+
+
+def test_5g_preset_is_the_documented_lognormal():
+    from edgevlm_eval.collab.latency import LogNormalLatency, parse_latency
+    from edgevlm_eval.errors import ConfigError
+
+    src = parse_latency("5g")
+    assert isinstance(src, LogNormalLatency)
+    assert (src.median, src.sigma, src.rho, src.seed) == (1.9, 0.5, 0.8, 0)
+    assert parse_latency("5g:seed=3").seed == 3
+    with pytest.raises(ConfigError, match="5g takes only seed"):
+        parse_latency("5g:median=4")
