@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgevlm_eval import __version__
+from edgevlm_eval.results import portable_paths
 from edgevlm_eval.errors import ConfigError
 from edgevlm_eval.io import atomic_write_text
 from edgevlm_eval.types import Reply, Request, Stream
@@ -75,7 +76,7 @@ def record(task, streams: Sequence[Stream], adapter, out: str | Path, *, model: 
     header = {"task": task.name, "task_version": task.version, "model": model, "fps": task.fps,
               "latency": latency, "toolkit_version": __version__,
               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "model_info": _describe(adapter), "streams": len(streams), "frames": sum(len(s) for s in streams)}
+              "model_info": portable_paths(_describe(adapter)), "streams": len(streams), "frames": sum(len(s) for s in streams)}
     out = Path(out)
     todo_frames = []
     with TraceWriter(out, header, resume=not overwrite) as w:

@@ -70,6 +70,29 @@ def _version(mod: str) -> str | None:
         return None
 
 
+def _toolkit_dirs() -> list[tuple[str, str]]:
+    from edgevlm_eval import model_adapters, tasks
+
+    return [(str(Path(model_adapters.__file__).resolve().parent), "<edgevlm_eval>/model_adapters"),
+            (str(Path(tasks.__file__).resolve().parent), "<edgevlm_eval>/tasks")]
+
+
+def portable_paths(obj: Any, _dirs: list[tuple[str, str]] | None = None) -> Any:
+    """A copy of `obj` where paths inside the installed toolkit (the shipped demo checkpoints, task
+    files) read `<edgevlm_eval>/...`: results and traces then say the same on every machine and
+    carry no install path."""
+    dirs = _toolkit_dirs() if _dirs is None else _dirs
+    if isinstance(obj, Mapping):
+        return {k: portable_paths(v, dirs) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable_paths(v, dirs) for v in obj]
+    if isinstance(obj, str):
+        for real, shown in dirs:
+            if obj == real or obj.startswith(real + os.sep):
+                return shown + obj[len(real):].replace(os.sep, "/")
+    return obj
+
+
 def provenance(*, config: Mapping, task=None, stream_info: Mapping | None = None, models: Mapping | None = None,
                trace: Mapping | None = None, seeds: Mapping | None = None, latency: Mapping | None = None,
                extra: Mapping | None = None) -> dict:
@@ -83,8 +106,8 @@ def provenance(*, config: Mapping, task=None, stream_info: Mapping | None = None
         "transformers": _version("transformers"),
         "config": redact(dict(config)),
         "seeds": dict(seeds or {}),
-        "models": redact(dict(models or {})),
-        "trace": dict(trace or {}),
+        "models": portable_paths(redact(dict(models or {}))),
+        "trace": portable_paths(dict(trace or {})),
         "latency": dict(latency or {}),
     }
     if task is not None:

@@ -57,3 +57,17 @@ def test_redact_keeps_harmless_values():
     assert redact(harmless, set()) == harmless
     assert redact({"api_key": None, "HF_TOKEN": "x", "client_secret": "y"}, set()) == {
         "api_key": None, "HF_TOKEN": REDACTED, "client_secret": REDACTED}
+
+
+def test_paths_inside_the_toolkit_are_portable():
+    from pathlib import Path
+
+    from edgevlm_eval import model_adapters
+    from edgevlm_eval.results import portable_paths
+
+    shipped = str(Path(model_adapters.__file__).resolve().parent / "checkpoints" / "demo-svlm")
+    doc = {"svlm": {"checkpoint": shipped, "other": "/data/ckpt"}, "list": [shipped]}
+    out = portable_paths(doc)
+    assert out["svlm"]["checkpoint"] == "<edgevlm_eval>/model_adapters/checkpoints/demo-svlm"
+    assert out["svlm"]["other"] == "/data/ckpt"  # a user's own path is theirs to keep
+    assert out["list"] == ["<edgevlm_eval>/model_adapters/checkpoints/demo-svlm"]
