@@ -117,6 +117,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="start over, deleting the run folder's log and results")
     g.add_argument("--rescore", action="store_true",
                    help="recompute results.json from the run folder's per-frame log, without any model")
+    g.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the run's figures (PNG) to its folder's plots/ (default: on)")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="confidence intervals of every metric and the LCR from N bootstrap resamples of the streams "
                         "(0 = none, the default; 1000 is usual)")
@@ -500,7 +502,23 @@ def _run(args, task, streams, stream_info) -> int:
     doc = results_from_folder(folder, task, extra=extra, svlm_info=svlm.describe() if svlm else None)
     _report(doc, task)
     print(f"results: {folder / 'results.json'}")
+    if getattr(args, "plots", True):  # not part of the run's configuration (hash)
+        _plot(folder)
     return 0
+
+
+def _plot(folder: Path) -> None:
+    """The figures the run's results support (metric vs LCR, sweeps, delay), next to them. A plot
+    that fails is reported, never fatal: the results are already written."""
+    try:
+        from .plotting import plot_results
+
+        files = plot_results([folder / "results.json"], folder / "plots", formats=("png",), include_paper=False)
+    except Exception as e:  # noqa: BLE001 - plotting must not lose a finished run
+        print(f"plots: not written ({type(e).__name__}: {e})", file=sys.stderr)
+        return
+    if files:
+        print(f"plots: {folder / 'plots'} ({len(files)} files)")
 
 
 def _progress(total: int, desc: str, rank: int):

@@ -33,3 +33,13 @@ def test_no_lvlm_no_trace_is_a_clear_error(tmp_path, capsys):
     code = main([*BASE, "--strategy", "edgevlm", "--output-dir", str(tmp_path)])
     assert code == 2
     assert "--lvlm" in capsys.readouterr().err
+
+
+def test_run_writes_its_plots_unless_told_not_to(tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = [*BASE, "--lvlm", "tiny-qwen2.5-vl", "--strategy", "svlm_only,edgevlm", "--output-dir", str(out)]
+    assert main(args) == 0
+    pngs = sorted(p.name for p in (out / "demo" / "svlm_only+edgevlm" / "plots").glob("*.png"))
+    assert "lcr_demo_micro_f1.png" in pngs
+    assert main([*args, "--run-name", "np", "--no-plots"]) == 0
+    assert not (out / "demo" / "np" / "plots").exists()
