@@ -300,9 +300,11 @@ CORE_HANDLERS: dict[str, Callable] = {"run": cmd_run, "tasks": cmd_tasks, "model
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    if argv and argv[0] in (*CORE_COMMANDS, *PLUGIN_COMMANDS):
+    explicit = bool(argv) and argv[0] in (*CORE_COMMANDS, *PLUGIN_COMMANDS)
+    if explicit:
         command = argv.pop(0)
-    parser = build_parser(command)
+    # `edgevlm-eval --task ...` is the main command: its usage line reads `edgevlm-eval`
+    parser = build_parser(command) if explicit else build_run_parser("edgevlm-eval")
     args = parser.parse_args(argv)
     args.command = command
     try:
