@@ -147,12 +147,13 @@ def _progress_counter(description: str):
     return prog, (lambda n=1: prog.advance(tid, n))
 
 
-def load_task_and_streams(args) -> tuple:
-    """(task, streams, info) for the --task/--data-root/--limit/--max-frames arguments."""
+def load_task_and_streams(args, task=None) -> tuple:
+    """(task, streams, info) for the --task/--data-root/--limit/--max-frames arguments (`task`:
+    the TaskConfig when the caller has already loaded it)."""
     from .streams import load_streams
     from .tasks import load_task
 
-    task = load_task(args.task, args.tasks_dir)
+    task = task or load_task(args.task, args.tasks_dir)
     prog, advance = _progress_counter(f"converting {task.name}")
     with prog:
         streams, info = load_streams(task, args.data_root, use_cache=not args.no_cache, progress=advance)
@@ -182,7 +183,7 @@ def cmd_run(args) -> int:
         spec = getattr(args, role)
         if spec and registry is not None:
             registry.resolve(spec)  # unknown name -> UnknownNameError with the known names
-    task, streams, info = load_task_and_streams(args)
+    task, streams, info = load_task_and_streams(args, task)
     con.print(_summary_line(task, streams) + (" (from cache)" if info["cache_hit"] else ""))
     runner = _import_plugin("edgevlm_eval.runner")
     if registry is None:

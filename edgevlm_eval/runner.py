@@ -330,33 +330,32 @@ def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _record_once(args, task, streams, rank: int, world: int) -> Path:
+def _record_once(args, task, streams, rank: int, world: int):
     """No --trace: record the LVLM's trace into the output folder (resumable), or reuse the one a
-    previous run recorded there. Record once, replay many: every later strategy replays it."""
+    previous run recorded there. Record once, replay many: every later strategy replays it.
+    Returns (path, the trace as read when it was already complete, else None)."""
     from .collab.record import record_with_progress, trace_path_for
+    from .collab.trace import read_trace
 
     if not getattr(args, "lvlm", None):
         raise ConfigError("these strategies replay the LVLM's replies: give --lvlm L (its trace is recorded once "
                           "into the output folder) or --trace F.jsonl from `edgevlm-eval record`", key="--lvlm")
     streams = sorted(streams, key=lambda s: s.id)
     path = trace_path_for(Path(args.output_dir) / task.name / "traces", task, streams, args.lvlm, "measured")
+    trace = None
     if rank == 0:
-        if not path.exists() or not _trace_complete(path, streams):
+        if path.exists():
+            try:
+                trace = read_trace(path)
+                trace.check_covers(streams, None)
+            except EdgeVLMError:  # partial or damaged: record() resumes it
+                trace = None
+        if trace is None:
             print(f"recording the LVLM trace of {args.lvlm} on {sum(len(s) for s in streams)} frames -> {path} "
                   "(once: later runs replay it)", file=sys.stderr)
             record_with_progress(task, streams, args.lvlm, path)
     _barrier(world)
-    return path
-
-
-def _trace_complete(path: Path, streams) -> bool:
-    from .collab.trace import read_trace
-
-    try:
-        read_trace(path).check_covers(streams, None)
-        return True
-    except Exception:  # partial or damaged: record() resumes it
-        return False
+    return path, trace
 
 
 def run_main(args, task: TaskConfig, streams: list[Stream], stream_info: dict) -> int:
@@ -384,8 +383,9 @@ def _run(args, task, streams, stream_info) -> int:
     trace_info: dict = {}
     if needs_trace or args.trace:
         if not args.trace:
-            args.trace = str(_record_once(args, task, streams, rank, world))
-        trace = read_trace(args.trace)
+            path, trace = _record_once(args, task, streams, rank, world)
+            args.trace = str(path)
+        trace = trace or read_trace(args.trace)
         trace.check_covers(streams, task.name)
         trace.reparse(task.label_space)
         trace_info = {"path": str(args.trace), "sha256": trace.sha256(), "model": trace.model,

@@ -43,3 +43,18 @@ def test_run_writes_its_plots_unless_told_not_to(tmp_path, capsys):
     assert "lcr_demo_micro_f1.png" in pngs
     assert main([*args, "--run-name", "np", "--no-plots"]) == 0
     assert not (out / "demo" / "np" / "plots").exists()
+
+
+def test_partial_trace_is_completed_not_redone(tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = [*BASE, "--lvlm", "tiny-qwen2.5-vl", "--strategy", "lvlm_only", "--output-dir", str(out)]
+    assert main(args) == 0
+    trace = next((out / "demo" / "traces").glob("*.jsonl"))
+    lines = trace.read_text().splitlines()
+    trace.write_text("\n".join(lines[:-1]) + "\n")  # as if killed before the last frame
+    capsys.readouterr()
+    assert main([*args, "--run-name", "again"]) == 0
+    assert "recording the LVLM trace" in capsys.readouterr().err
+    again = trace.read_text().splitlines()
+    assert again[:-1] == lines[:-1]  # the recorded frames kept as they were
+    assert len(again) == len(lines)  # only the missing frame added
