@@ -271,7 +271,27 @@ def make_plan(args, have_uplink: bool):
         if target is not None and t is None:
             plan.notes.append(f"{name} has no call-ratio knob; run as is")
         plan.items.append(PlanItem(base.with_(strategy=name), t, "", name))
+    if args.strategy.strip() == "all":
+        plan.items.extend(ablation_switches(base, target))
     return plan
+
+
+def ablation_switches(base, target) -> list:
+    """`--strategy all` also runs edgeVLM's ablation switches at its own keyframes (Table 5's
+    ladder without the all-frames upload, named as there: `edgevlm+CRM` is CRM alone, `edgevlm+GGVR`
+    is CRM + GGVR; the full `edgevlm` run is + GRVR).
+    Only the rungs below the switches the user left on are added."""
+    from .collab.protocols import PlanItem
+
+    if not base.crm:
+        return []
+    rungs = [("edgevlm+CRM", False, False)]
+    if base.ggvr and base.grvr:
+        rungs.append(("edgevlm+GGVR", True, False))
+    elif not base.ggvr and not base.grvr:
+        rungs = []  # the edgevlm run itself is CRM alone
+    return [PlanItem(base.with_(strategy="edgevlm", name=name, ggvr=ggvr, grvr=grvr), target, "", name)
+            for name, ggvr, grvr in rungs]
 
 
 def sim_config(args):

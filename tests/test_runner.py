@@ -81,7 +81,7 @@ def test_all_strategies_results_json(world, capsys):
     block = doc["tasks"]["toy"]
     assert block["frames"] == N_STREAMS * N_FRAMES
     assert list(block["runs"]) == ["svlm_only", "lvlm_only", "distributed_vlm", "parallel", "laecips", "adas",
-                                   "edgevlm"]
+                                   "edgevlm", "edgevlm+CRM", "edgevlm+GGVR"]
     for rid, r in block["runs"].items():
         for k in ("spec", "metrics", "lcr", "lhl", "invalid", "unmapped", "timing", "output_sources", "decisions"):
             assert k in r, (rid, k)
@@ -90,9 +90,25 @@ def test_all_strategies_results_json(world, capsys):
     assert block["runs"]["adas"]["label"] == "ADAS (proxy)"
     assert block["runs"]["edgevlm"]["spec"] == {"strategy": "edgevlm", "run": "edgevlm", "K_call": 3, "K_delay": 4.0,
                                                 "crm": True, "ggvr": True, "grvr": True, "alpha": 0.7, "mu": 1.0}
+    # the ablation switches run at edgeVLM's own keyframes: same uploads, switches as named
+    abl = {k: block["runs"][k] for k in ("edgevlm+CRM", "edgevlm+GGVR")}
+    assert [(r["spec"]["crm"], r["spec"]["ggvr"], r["spec"]["grvr"]) for r in abl.values()] == [
+        (True, False, False), (True, True, False)]
+    assert all(r["lcr"] == block["runs"]["edgevlm"]["lcr"] for r in abl.values())
     _, lines = read_logs(world[3] / "out" / "toy" / "all")
-    assert len(lines) == 7 * N_STREAMS * N_FRAMES
-    assert "toy: 7 runs" in capsys.readouterr().out
+    assert len(lines) == 9 * N_STREAMS * N_FRAMES
+    assert "toy: 9 runs" in capsys.readouterr().out
+
+
+def test_all_adds_only_the_switch_rungs_below_the_users(world):
+    from edgevlm_eval.runner import ablation_switches
+
+    base = runner.base_spec(_args(world[3], world[2], "--no-grvr"))
+    assert [i.spec.run_id for i in ablation_switches(base, None)] == ["edgevlm+CRM"]
+    base = runner.base_spec(_args(world[3], world[2], "--no-ggvr", "--no-grvr"))
+    assert ablation_switches(base, None) == []
+    base = runner.base_spec(_args(world[3], world[2], "--no-crm"))
+    assert ablation_switches(base, None) == []
 
 
 def test_resume_after_a_kill_and_rescore(world):
@@ -126,7 +142,7 @@ def test_resume_after_a_kill_and_rescore(world):
 def test_all_without_uplink_skips_distributed_vlm(world, capsys):
     _go(world, "--strategy", "all")
     doc = _results(world, "all")
-    assert "distributed_vlm" not in doc["tasks"]["toy"]["runs"] and len(doc["tasks"]["toy"]["runs"]) == 6
+    assert "distributed_vlm" not in doc["tasks"]["toy"]["runs"] and len(doc["tasks"]["toy"]["runs"]) == 8
     assert "distributed_vlm skipped" in doc["provenance"]["notes"][0]
     assert "note: distributed_vlm skipped" in capsys.readouterr().out
     with pytest.raises(Exception, match="uplink"):
