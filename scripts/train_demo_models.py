@@ -15,10 +15,11 @@ at evaluation time exactly the prompt (chat format, image token counts, M-RoPE p
 were trained on:
 - demo-lvlm: full pixel budget (a 448x252 frame = 144 visual tokens), no history; asked plainly
   (answer: the comma list) or with the grounding prompt (answer: `<answer>...</answer>` and a
-  Qwen2.5-VL-style ```json [{"bbox_2d": [x1, y1, x2, y2], "label": ...}]``` list, one box per
-  class: the largest, in pixels of the resized image).
+  Qwen2.5-VL-style ```json [{"label": ..., "bbox_2d": [x1, y1, x2, y2]}]``` list, one box per
+  class: the largest, in pixels of the resized image, snapped outward to the 28-pixel token grid).
 - demo-lvlm is trained in two stages (vision tower alone, then everything) with an auxiliary
-  vision loss (VisionProbe); label answers only for the first 40 % of its steps.
+  vision loss (VisionProbe) and an auxiliary position loss (PositionProbe); label answers only
+  for the first 40 % of its steps.
 - demo-svlm: fewer parameters, a quarter of the pixels (max_pixels below: 224x112, 32 visual
   tokens a frame, so specks of a few pixels are mostly lost in the downscale) and one stage with
   no auxiliary loss, so it leans on the label prior, large objects and history. Trained with 0-2 history
@@ -168,9 +169,21 @@ def render_labels(labels) -> str:
     return ", ".join(labels) if labels else NONE
 
 
+CELL = 28  # one merged visual token covers 28x28 pixels of the resized image
+
+
+def snap_out(lo: float, hi: float, limit: int) -> tuple[int, int]:
+    """[lo, hi) widened to whole token cells: the resolution at which Visual Focus uses a box."""
+    a = int(math.floor(lo / CELL)) * CELL
+    b = int(math.ceil(hi / CELL)) * CELL
+    return max(0, a), min(limit, max(b, a + CELL))
+
+
 def grounding_answer(frame, resized: tuple[int, int]) -> str:
     """`<answer>labels</answer>` then one box per class (its largest), Qwen2.5-VL style, in pixels
-    of the resized image, in class order."""
+    of the resized image, in class order, snapped outward to the 28-pixel token grid (a box on the
+    token grid selects the same visual tokens for GGVR/GRVR as the exact box, and is far easier for
+    a tiny model to say: 16 x positions instead of 448)."""
     sx, sy = resized[0] / frame.camera.width, resized[1] / frame.camera.height
     best = {b.label: b for b in largest_per_label(frame.boxes)}
     items = []
@@ -178,8 +191,12 @@ def grounding_answer(frame, resized: tuple[int, int]) -> str:
         b = best.get(c)
         if b is None:
             continue
-        xy = [int(round(b.x1 * sx)), int(round(b.y1 * sy)), int(round(b.x2 * sx)), int(round(b.y2 * sy))]
-        items.append('{"bbox_2d": [%d, %d, %d, %d], "label": "%s"}' % (*xy, c))
+        x1, x2 = snap_out(b.x1 * sx, b.x2 * sx, resized[0])
+        y1, y2 = snap_out(b.y1 * sy, b.y2 * sy, resized[1])
+        xy = [x1, y1, x2, y2]
+        # label first (valid JSON either way): the class the box is for is then already said
+        # when the coordinates are, and the model looks for that class's tokens to place them
+        items.append('{"label": "%s", "bbox_2d": [%d, %d, %d, %d]}' % (c, *xy))
     return f"<answer>{render_labels(frame.labels)}</answer>\n```json\n[" + ", ".join(items) + "]\n```"
 
 
@@ -322,7 +339,7 @@ def make_batch(adapter: QwenVLAdapter, pairs: list[tuple[Request, str]], pool: F
     cells = torch.cat([pool.cells[p][grid] for p in paths])
     return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types, "position_ids": position,
             "pixel_values": prep.model_inputs["pixel_values"], "image_grid_thw": thw,
-            "labels": labels, "cells": cells, "images": paths}
+            "labels": labels, "cells": cells, "images": paths, "grid": grid}
 
 
 class VisionProbe:
@@ -366,9 +383,44 @@ class VisionProbe:
         return bce(logits, cells) + bce(pooled, present)
 
 
+class PositionProbe:
+    """Auxiliary loss that teaches the language model where its visual tokens are (training only:
+    the small linear readout is thrown away). Rotary positions tell attention how far apart two
+    tokens are, not where a token is, so a tiny model that has found "a truck" among the visual
+    tokens cannot say at which x it is: its boxes land on the image's centre line. Asking the
+    hidden state of every visual token after the first decoder layer to tell its own column and
+    row (which causal attention over the preceding tokens can work out) puts absolute position
+    into the tokens' content, where later layers can copy it into the box coordinates."""
+
+    MAX_CELLS = 32
+
+    def __init__(self, model, image_token_id: int, layer: int = 0):
+        hidden = model.config.text_config.hidden_size
+        self.head = torch.nn.Linear(hidden, 2 * self.MAX_CELLS)
+        self.image_token_id = image_token_id
+        self.hidden = None
+        model.model.language_model.layers[layer].register_forward_hook(self._grab)
+
+    def parameters(self):
+        return list(self.head.parameters())
+
+    def _grab(self, module, args, output):
+        self.hidden = output[0] if isinstance(output, tuple) else output
+
+    def loss(self, input_ids: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        gh, gw = grid
+        h = self.hidden[input_ids == self.image_token_id]  # [visual tokens, hidden], batch-major
+        n_img = h.shape[0] // (gh * gw)
+        idx = torch.arange(gh * gw).repeat(n_img)
+        logits = self.head(h.float())
+        ce = torch.nn.functional.cross_entropy
+        m = self.MAX_CELLS
+        return ce(logits[:, :m], idx % gw) + ce(logits[:, m:], idx // gw)
+
+
 def loss_of(model, batch: dict, probe: VisionProbe | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "cells", "images")}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "cells", "images", "grid")}
     logits = model(**inputs).logits
     # token n is predicted from position n - 1
     lm = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
@@ -428,7 +480,7 @@ def pretrain_vision(model, adapter: QwenVLAdapter, probe: VisionProbe, sampler: 
 
 def train_one(kind: str, tokenizer, pool: FramePool, task, steps: int, batch: int, lr: float, seed: int,
               aux_weight: float = 1.0, vision_lr_scale: float = 1 / 3, vision_steps: int = 0,
-              plain_frac: float = 0.4, log_every: int = 25) -> tuple:
+              plain_frac: float = 0.4, pos_aux: float = 0.0, pos_layer: int = 0, log_every: int = 25) -> tuple:
     model, ip, max_px = build_model(kind, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
     adapter = QwenVLAdapter(f"demo-{kind}", name=f"demo-{kind}", model=model, tokenizer=tokenizer,
@@ -437,12 +489,15 @@ def train_one(kind: str, tokenizer, pool: FramePool, task, steps: int, batch: in
     rng = random.Random(seed)
     sampler = Sampler(pool, task, rng)
     probe = VisionProbe(model, tokenizer)
+    pos_probe = PositionProbe(model, adapter.image_token_id, pos_layer) if pos_aux else None
     if vision_steps:
         pretrain_vision(model, adapter, probe, sampler, kind, resized, vision_steps, batch, pool)
     # The from-scratch vision tower trains best at a third of the language model's rate.
     vision = list(model.model.visual.parameters())
     vision_ids = {id(p) for p in vision}
     rest = [p for p in model.parameters() if id(p) not in vision_ids] + list(probe.parameters())
+    if pos_probe is not None:
+        rest += pos_probe.parameters()
     params = vision + rest
     opt = torch.optim.AdamW([{"params": vision, "scale": vision_lr_scale}, {"params": rest, "scale": 1.0}],
                             lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -469,14 +524,18 @@ def train_one(kind: str, tokenizer, pool: FramePool, task, steps: int, batch: in
             g["lr"] = lr_at(step) * g["scale"]
         lm, aux = loss_of(model, b, probe)
         loss = lm + aux_weight * aux
+        if pos_probe is not None:
+            pos = pos_probe.loss(b["input_ids"], b["grid"])
+            loss = loss + pos_aux * pos
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        cur = torch.tensor([lm.item(), aux.item()])
+        cur = torch.tensor([lm.item(), aux.item(), pos.item() if pos_probe is not None else 0.0])
         run = cur if run is None else 0.95 * run + 0.05 * cur
         if (step + 1) % log_every == 0 or step == steps - 1:
-            print(f"[{kind}] step {step + 1}/{steps} loss {run[0]:.4f} aux {run[1]:.4f} lr {lr_at(step):.2e} "
+            print(f"[{kind}] step {step + 1}/{steps} loss {run[0]:.4f} aux {run[1]:.4f} pos {run[2]:.3f} "
+                  f"lr {lr_at(step):.2e} "
                   f"{time.perf_counter() - t0:.0f}s", flush=True)
     model.eval()
     return model, ip, max_px, time.perf_counter() - t0
@@ -560,8 +619,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder receiving demo-svlm/ and demo-lvlm/")
     ap.add_argument("--only", choices=["svlm", "lvlm"], default=None)
     ap.add_argument("--steps", type=int, default=None, help="override both models' step counts")
-    ap.add_argument("--svlm-steps", type=int, default=1800)
-    ap.add_argument("--lvlm-steps", type=int, default=1800)
+    ap.add_argument("--svlm-steps", type=int, default=1000)
+    ap.add_argument("--lvlm-steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=0)
@@ -569,11 +628,14 @@ def main(argv=None) -> int:
     ap.add_argument("--worlds", type=int, default=60, help="training demo worlds (8 streams x 20 frames each)")
     ap.add_argument("--vocab", type=int, default=1600)
     ap.add_argument("--aux", type=float, default=1.0, help="weight of the auxiliary vision loss (VisionProbe)")
-    ap.add_argument("--vision-steps", type=int, default=400, help="stage 1: vision tower + probe only")
+    ap.add_argument("--vision-steps", type=int, default=800, help="stage 1: vision tower + probe only")
     ap.add_argument("--plain-frac", type=float, default=0.4, help="share of LVLM steps with label answers only")
     ap.add_argument("--svlm-max-pixels", type=int, default=SVLM_MAX_PIXELS, help="the SVLM's pixel budget")
     ap.add_argument("--svlm-aux", type=float, default=0.0, help="the SVLM's auxiliary vision loss weight")
     ap.add_argument("--svlm-vision-steps", type=int, default=0, help="the SVLM's stage 1 steps")
+    ap.add_argument("--pos-aux", type=float, default=0.3,
+                    help="the LVLM's position loss weight (PositionProbe; its boxes need it)")
+    ap.add_argument("--pos-layer", type=int, default=0, help="decoder layer whose output the PositionProbe reads")
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
     SVLM_MAX_PIXELS = args.svlm_max_pixels
@@ -601,10 +663,14 @@ def main(argv=None) -> int:
             steps = args.steps or (args.svlm_steps if kind == "svlm" else args.lvlm_steps)
             model, ip, max_px, secs = train_one(kind, tokenizer, pool, task, steps, args.batch, args.lr,
                                                 args.seed + (1 if kind == "lvlm" else 0), aux[kind],
-                                                vision_steps=vision_steps[kind], plain_frac=args.plain_frac)
+                                                vision_steps=vision_steps[kind], plain_frac=args.plain_frac,
+                                                pos_aux=args.pos_aux if kind == "lvlm" else 0.0,
+                                                pos_layer=args.pos_layer)
             info = {"model": f"demo-{kind}", "size": SIZES[kind].__dict__, "steps": steps, "batch": args.batch,
                     "lr": args.lr, "aux": aux[kind], "vision_steps": vision_steps[kind],
-                    "plain_frac": args.plain_frac, "seed": args.seed, "threads": args.threads,
+                    "plain_frac": args.plain_frac, "pos_aux": args.pos_aux if kind == "lvlm" else 0.0,
+                    "pos_layer": args.pos_layer,
+                    "seed": args.seed, "threads": args.threads,
                     "train_seconds": round(secs),
                     "min_pixels": MIN_PIXELS, "max_pixels": max_px, "train_world_seeds": [TRAIN_SEED,
                                                                                           TRAIN_SEED + args.worlds - 1],
