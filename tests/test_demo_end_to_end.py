@@ -2,8 +2,8 @@
 CRM) must beat SVLM only and the parallel baseline, as in the paper's ordering.
 
 Measured (seed-0 demo world, 8 streams x 20 frames, latency 5g): Micro-F1
-svlm_only 57.7, parallel 58.3, edgevlm 63.0 (CRM only 63.0). The floors below leave ~2.5 points.
-"""
+svlm_only 58.5, parallel 59.3, edgevlm 63.1 (CRM only 62.6); the margins below (2.5 points) leave
+about 1 to 2 points of room."""
 
 from __future__ import annotations
 
