@@ -583,9 +583,14 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
     runs = {rid: summaries[rid] for rid in specs if rid in summaries}
     config = meta["config"]
     n_boot = int(config.get("bootstrap") or 0)
+    off_target = []
     for rid, s in runs.items():
         if rid in meta.get("search", {}):
-            s["search"] = meta["search"][rid]
+            s["search"] = {**meta["search"][rid], "reached": target_reached(meta["search"][rid]["target"], s["lcr"])}
+            if not s["search"]["reached"]:
+                off_target.append(f"{rid}: LCR {100 * s['lcr']:.1f} % is outside its target "
+                                  f"{s['search']['target']} %, the nearest its knob reaches on these frames "
+                                  "(compare it with that in mind)")
         if n_boot > 0:
             from .bootstrap import METHOD, bootstrap_run, intervals_to_json
 
@@ -600,8 +605,8 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
                       models={"svlm": svlm_info or config.get("svlm"), "lvlm": lvlm},
                       trace=trace, seeds=_seeds(config), extra=extra)
     prov["config_hash"] = meta["config_hash"]
-    if meta.get("notes"):
-        prov["notes"] = list(meta["notes"])
+    if meta.get("notes") or off_target:
+        prov["notes"] = [*meta.get("notes", []), *off_target]
     plan = Plan(meta["protocol"], notes=meta.get("notes", []))
     for r in meta["runs"]:
         sp = {k: v for k, v in r["spec"].items() if k in spec_fields() and k != "latency"}
@@ -614,6 +619,18 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
                         n_frames=n_frames, protocol=proto)
     write_results(folder / "results.json", doc)
     return doc
+
+
+def target_reached(label: str, lcr: float) -> bool:
+    """Whether a run's call ratio is in its --target-lcr band (a point target: within
+    POINT_TOLERANCE); the band's label is as results.json stores it ("20-30", "25")."""
+    from .collab.search import POINT_TOLERANCE, Target
+
+    lo, _, hi = str(label).partition("-")
+    t = Target(float(lo) / 100, float(hi or lo) / 100)
+    if t.hi > t.lo:
+        return t.distance(lcr)[0] == 0
+    return abs(lcr - t.lo) <= POINT_TOLERANCE + 1e-12
 
 
 def _trace_prov(config: dict) -> dict:

@@ -171,8 +171,20 @@ def test_target_lcr_search(world):
         # decisions of these strategies do not depend on the SVLM: the search's LCR is exact
         assert s["predicted_lcr"] == pytest.approx(runs[rid]["lcr"])
         assert 0.35 <= runs[rid]["lcr"] <= 0.45
+        assert s["reached"] is True
     assert runs["laecips"]["search"]["knobs"]["theta"] != 0.95
     assert "lcr" in runs["svlm_only"] and "search" not in runs["svlm_only"]
+
+
+def test_a_target_the_knob_cannot_reach_is_flagged(world, capsys):
+    # no K_call gives a call ratio this low on 12-frame streams (each stream uploads its first frame)
+    _go(world, "--strategy", "edgevlm", "--target-lcr", "0.01-0.02", "--run-name", "low")
+    doc = _results(world, "low")
+    run = doc["tasks"]["toy"]["runs"]["edgevlm"]
+    assert run["lcr"] > 0.02 and run["search"]["reached"] is False
+    note = [n for n in doc["provenance"]["notes"] if n.startswith("edgevlm: LCR")]
+    assert note and "outside its target 1-2 %" in note[0]
+    assert "note: edgevlm: LCR" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("protocol,n_rows,first_cols", [
