@@ -357,8 +357,10 @@ def rows_from_results(doc: dict, path: Path) -> list[Row]:
                     ci[m], level = c, lv or level
             shown = {k: v for k, v in params.items() if k != "delay_s" and QUIET_DEFAULTS.get(k, object()) != v
                      and k not in ("crm", "ggvr", "grvr")}  # modules are in the variant
-            target = (s.get("search") or {}).get("target")  # protocol main / --target-lcr: the LCR band aimed at
-            setting = "; ".join(x for x in (s.get("label"), f"target LCR {target} %" if target else "",
+            search = s.get("search") or {}
+            target = search.get("target")  # protocol main / --target-lcr: the LCR band aimed at
+            missed = " (not reached)" if search.get("reached") is False else ""
+            setting = "; ".join(x for x in (s.get("label"), f"target LCR {target} %{missed}" if target else "",
                                             describe_params(shown),
                                             f"fixed delay {params['delay_s']:g} s" if "delay_s" in params else "")
                                 if x)

@@ -200,6 +200,9 @@ def test_row_settings_from_the_engine_schema(tmp_path):
     doc["tasks"]["demo"]["runs"]["adas@20-30"].update({"label": "ADAS (proxy)", "search": {"target": "20-30"}})
     rows = {r.origin: r for r in load_rows([_write(tmp_path / "r.json", doc)])}
     assert rows["adas@20-30"].setting == "ADAS (proxy); target LCR 20-30 %; kappa=0.8"  # default adas_beta not shown
+    doc["tasks"]["demo"]["runs"]["adas@20-30"]["search"]["reached"] = False  # the knob could not hit the band
+    rows = {r.origin: r for r in load_rows([_write(tmp_path / "r2.json", doc)])}
+    assert rows["adas@20-30"].setting == "ADAS (proxy); target LCR 20-30 % (not reached); kappa=0.8"
     e = rows["edgevlm+CRM"]
     assert (e.strategy_label, e.setting) == ("edgevlm[CRM]", "K_call=0, K_delay=inf, alpha=0.5")
     par = rows["parallel@d=3"]
