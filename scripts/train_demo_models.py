@@ -51,6 +51,7 @@ import torch
 
 from edgevlm_eval.grounding import grounding_prompt, qwen_resized_size
 from edgevlm_eval.metrics import Scored, compute
+from edgevlm_eval.model_adapters.focus import TokenGrid
 from edgevlm_eval.model_adapters.prompt import DEFAULT_SYSTEM, build_conversation, qwen_chat_text
 from edgevlm_eval.model_adapters.qwen2_5_vl import IMAGE_TOKEN, QwenVLAdapter
 from edgevlm_eval.model_adapters.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, tiny_config
@@ -169,21 +170,14 @@ def render_labels(labels) -> str:
     return ", ".join(labels) if labels else NONE
 
 
-CELL = 28  # one merged visual token covers 28x28 pixels of the resized image
-
-
-def snap_out(lo: float, hi: float, limit: int) -> tuple[int, int]:
-    """[lo, hi) widened to whole token cells: the resolution at which Visual Focus uses a box."""
-    a = int(math.floor(lo / CELL)) * CELL
-    b = int(math.ceil(hi / CELL)) * CELL
-    return max(0, a), min(limit, max(b, a + CELL))
-
-
 def grounding_answer(frame, resized: tuple[int, int]) -> str:
     """`<answer>labels</answer>` then one box per class (its largest), Qwen2.5-VL style, in pixels
     of the resized image, in class order, snapped outward to the 28-pixel token grid (a box on the
     token grid selects the same visual tokens for GGVR/GRVR as the exact box, and is far easier for
     a tiny model to say: 16 x positions instead of 448)."""
+    # the cells a box covers are the ones Visual Focus selects for it (TokenGrid, model_adapters/focus.py)
+    grid = TokenGrid(orig_w=frame.camera.width, orig_h=frame.camera.height, grid_h=resized[1] // 28,
+                     grid_w=resized[0] // 28)
     sx, sy = resized[0] / frame.camera.width, resized[1] / frame.camera.height
     best = {b.label: b for b in largest_per_label(frame.boxes)}
     items = []
@@ -191,9 +185,9 @@ def grounding_answer(frame, resized: tuple[int, int]) -> str:
         b = best.get(c)
         if b is None:
             continue
-        x1, x2 = snap_out(b.x1 * sx, b.x2 * sx, resized[0])
-        y1, y2 = snap_out(b.y1 * sy, b.y2 * sy, resized[1])
-        xy = [x1, y1, x2, y2]
+        cols = grid.cell_range(b.x1, b.x2, sx, grid.grid_w)
+        rows = grid.cell_range(b.y1, b.y2, sy, grid.grid_h)
+        xy = [cols.start * grid.cell, rows.start * grid.cell, cols.stop * grid.cell, rows.stop * grid.cell]
         # label first (valid JSON either way): the class the box is for is then already said
         # when the coordinates are, and the model looks for that class's tokens to place them
         items.append('{"label": "%s", "bbox_2d": [%d, %d, %d, %d]}' % (c, *xy))
@@ -388,7 +382,7 @@ class PositionProbe:
     the small linear readout is thrown away). Rotary positions tell attention how far apart two
     tokens are, not where a token is, so a tiny model that has found "a truck" among the visual
     tokens cannot say at which x it is: its boxes land on the image's centre line. Asking the
-    hidden state of every visual token after the first decoder layer to tell its own column and
+    hidden state of every visual token after a decoder layer (the first by default) to tell its column and
     row (which causal attention over the preceding tokens can work out) puts absolute position
     into the tokens' content, where later layers can copy it into the box coordinates."""
 
