@@ -358,9 +358,15 @@ def _slug(*parts: str) -> str:
 def plot_results(paths: Sequence[str | Path], out_dir: str | Path, *, kinds: Sequence[str] = KINDS,
                  task: str | None = None, metric: str | None = None, trace: str | Path | None = None,
                  streams: Sequence[str] | None = None, tau: float | None = None, size: Size | None = None,
-                 formats: Sequence[str] = FORMATS, include_paper: bool = True) -> list[Path]:
-    """Every figure of `kinds` that the results in `paths` have data for; returns the files."""
-    from .leaderboard import PAPER_SOURCE, is_trace_file, load_rows
+                 formats: Sequence[str] = FORMATS, include_paper: bool = True,
+                 allow_mixed: bool = False) -> list[Path]:
+    """Every figure of `kinds` that the results in `paths` have data for; returns the files.
+
+    Runs go into one figure only when the leaderboard would rank them together (same toolkit
+    version, task data, evaluation settings and LVLM trace): otherwise a LeaderboardError names
+    what differs, and with `allow_mixed` each compatible group gets its own figures (`_A`, `_B`,
+    ... after the name), the paper's numbers drawn in each."""
+    from .leaderboard import PAPER_SOURCE, LeaderboardError, compat_groups, is_trace_file, load_rows
 
     out_dir = Path(out_dir)
     trace_files = [Path(p) for p in paths if is_trace_file(p)]
@@ -370,35 +376,23 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path, *, kinds: Seq
         rows = [r for r in rows if r.source != PAPER_SOURCE]
     tasks = sorted({r.task for r in rows}) if task is None else [task]
     written: list[Path] = []
-    kw = {"formats": formats}
+    kw = {"formats": formats, **({"size": size} if size else {})}
     for t in tasks:
         trows = [r for r in rows if r.task == t]
-        metrics = [metric] if metric else _task_metrics(trows)
-        if "lcr" in kinds:
-            for m in metrics:
-                pts = lcr_points(trows, t, m)
-                if pts:
-                    written += plot_metric_vs_lcr(pts, m, out_dir / _slug("lcr", t, m), title=f"{t}: "
-                                                  f"{metric_label(m)} against LVLM call ratio",
-                                                  **({"size": size} if size else {}), **kw)
-        if "sweep" in kinds:
-            for knob in ("K_call", "K_delay"):
-                sr = sweep_rows(trows, t, knob)
-                if len(sr) > 1:
-                    written += plot_sweep(knob, sr, out_dir / _slug("sweep", t, knob), metrics=metrics,
-                                          reference=reference_values(trows, t),
-                                          title=f"{t}: {knob} sweep", **({"size": size} if size else {}), **kw)
-        if "delay" in kinds:
-            for m in metrics:
-                ds = delay_series(trows, t, m)
-                if ds:
-                    taus = {r.tau for r in trows if r.tau is not None}
-                    ref = reference_values(trows, t).get(m)
-                    written += plot_metric_vs_delay(ds, m, out_dir / _slug("delay", t, m),
-                                                    reference={"svlm_only": ref} if ref is not None else None,
-                                                    tau=tau if tau is not None else (taus.pop() if len(taus) == 1 else None),
-                                                    title=f"{t}: {metric_label(m)} against LVLM delay",
-                                                    **({"size": size} if size else {}), **kw)
+        groups, diffs = compat_groups(trows)
+        if len(groups) > 1 and not allow_mixed:
+            files = sorted({r.name for g in groups for r in g})
+            raise LeaderboardError(f"task {t}: refusing to draw {len(groups)} groups of results that are not "
+                                   f"comparable in one figure (files {', '.join(files)}):\n    "
+                                   + "\n    ".join(diffs) + "\nSelect compatible files, or pass --allow-mixed "
+                                   "for one set of figures per group.")
+        if len(groups) > 1:
+            paper = [r for r in trows if r.is_paper]
+            parts = [(chr(ord("A") + i), [*g, *paper]) for i, g in enumerate(groups)]
+        else:
+            parts = [("", trows)]
+        for suffix, prows in parts:
+            written += _task_figures(prows, t, kinds, metric, out_dir, suffix, tau, kw)
     if "latency" in kinds:
         if trace is not None:
             trace_files.append(Path(trace))
@@ -413,7 +407,39 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path, *, kinds: Seq
             name = header.get("task") or tf.stem
             written += plot_latency_trace(series, out_dir / _slug("latency", tf.stem), tau=tau_,
                                           title=f"{name}: LVLM latency per frame ({header.get('model', '')})",
-                                          **({"size": size} if size else {}), **kw)
+                                          **kw)
+    return written
+
+
+def _task_figures(trows, t: str, kinds, metric, out_dir: Path, suffix: str, tau, kw) -> list[Path]:
+    """The lcr / sweep / delay figures of one task's (compatible) rows."""
+    written: list[Path] = []
+    metrics = [metric] if metric else _task_metrics(trows)
+    title_tail = f" (group {suffix})" if suffix else ""
+    if "lcr" in kinds:
+        for m in metrics:
+            pts = lcr_points(trows, t, m)
+            if pts:
+                written += plot_metric_vs_lcr(pts, m, out_dir / _slug("lcr", t, m, suffix),
+                                              title=f"{t}: {metric_label(m)} against LVLM call ratio{title_tail}",
+                                              **kw)
+    if "sweep" in kinds:
+        for knob in ("K_call", "K_delay"):
+            sr = sweep_rows(trows, t, knob)
+            if len(sr) > 1:
+                written += plot_sweep(knob, sr, out_dir / _slug("sweep", t, knob, suffix), metrics=metrics,
+                                      reference=reference_values(trows, t),
+                                      title=f"{t}: {knob} sweep{title_tail}", **kw)
+    if "delay" in kinds:
+        for m in metrics:
+            ds = delay_series(trows, t, m)
+            if ds:
+                taus = {r.tau for r in trows if r.tau is not None}
+                ref = reference_values(trows, t).get(m)
+                written += plot_metric_vs_delay(ds, m, out_dir / _slug("delay", t, m, suffix),
+                                                reference={"svlm_only": ref} if ref is not None else None,
+                                                tau=tau if tau is not None else (taus.pop() if len(taus) == 1 else None),
+                                                title=f"{t}: {metric_label(m)} against LVLM delay{title_tail}", **kw)
     return written
 
 
@@ -459,6 +485,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated formats: png, svg (default both)")
     p.add_argument("--no-paper", dest="no_paper", action="store_true",
                    help="leave out the paper's reported numbers (results/paper)")
+    p.add_argument("--allow-mixed", dest="allow_mixed", action="store_true",
+                   help="results that the leaderboard would not rank together: one set of figures per "
+                        "compatible group instead of an error")
 
 
 def main(args) -> int:
@@ -471,7 +500,7 @@ def main(args) -> int:
     kinds = KINDS if args.kind == "all" else (args.kind,)
     written = plot_results(args.results, args.out, kinds=kinds, task=args.task, metric=args.metric,
                            trace=args.trace, streams=args.streams, tau=args.tau, formats=formats,
-                           include_paper=not args.no_paper)
+                           include_paper=not args.no_paper, allow_mixed=args.allow_mixed)
     con = make_console()
     if not written:
         con.print(f"[yellow]no figure of kind {args.kind!r}: the results given have no data for it[/yellow]")

@@ -134,3 +134,18 @@ def test_pairings_are_separate_series(tmp_path):
     assert sorted(delay_series(rows, "demo", "micro_f1")) == ["edgevlm (a / b)", "edgevlm (c / b)"]
     assert {r["series"] for r in sweep_rows(rows, "demo", "K_call")} == {"reproduced a / b, K_delay=4",
                                                                          "reproduced c / b, K_delay=4"}
+
+
+def test_results_that_are_not_comparable_are_not_drawn_together(tmp_path):
+    a, b = results_doc(), results_doc()
+    b["provenance"]["config"]["tau"] = 2.0  # another deadline: the leaderboard would not rank them together
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    with pytest.raises(Exception, match=r"(?s)not comparable.*config\.tau: 1\.0 in a\.json; 2\.0 in b\.json"):
+        plot_results([tmp_path], tmp_path / "figs", kinds=("lcr",), formats=("png",), include_paper=False)
+    assert not (tmp_path / "figs").exists()
+    assert cli.main(["plot", str(tmp_path), "--kind", "lcr", "--out", str(tmp_path / "x"), "--no-paper"]) == 2
+    # --allow-mixed: one figure per compatible group, each with its own runs only
+    written = plot_results([tmp_path], tmp_path / "figs", kinds=("lcr",), formats=("png",), include_paper=False,
+                           allow_mixed=True)
+    assert sorted(p.name for p in written) == ["lcr_demo_micro_f1_A.png", "lcr_demo_micro_f1_B.png"]
