@@ -351,7 +351,7 @@ def rows_from_results(doc: dict, path: Path) -> list[Row]:
             metrics = {k: v for k, v in metrics_all.items() if k in METRIC_ORDER or
                        (isinstance(v, (int, float)) and k not in ("n", "n_invalid") and not isinstance(v, bool))}
             ci, level = {}, None
-            for m in metrics:
+            for m in [*metrics, "lcr"]:  # the LCR's interval too (same stream resamples as the metrics')
                 c, lv = _ci_of(s, m)
                 if c:
                     ci[m], level = c, lv or level
@@ -417,7 +417,7 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
             continue
         space = LabelSpace(names=list(labels), multi_label=bool(doc_task.get("multi_label", True)))
         iv = bootstrap_run(lines, r.origin, space, metrics, n=n, level=level, seed=seed)
-        r.ci = {m: (iv[m].lo, iv[m].hi) for m in metrics if m in iv}
+        r.ci = {m: (iv[m].lo, iv[m].hi) for m in [*metrics, "lcr"] if m in iv}
         r.ci_level = level
         done += 1
     return done
@@ -585,11 +585,12 @@ def fmt_pct(v: float | None, digits: int = 2) -> str:
 
 
 def fmt_metric(r: Row, m: str) -> str:
-    v = r.metrics.get(m)
-    s = fmt_pct(v)
+    """A metric (or `lcr`) in percent, with its interval when the row has one."""
+    v, digits = (r.lcr, 1) if m == "lcr" else (r.metrics.get(m), 2)
+    s = fmt_pct(v, digits)
     lo, hi = r.ci.get(m) or (None, None)
     if v is not None and lo is not None and hi is not None:
-        s += f" [{fmt_pct(lo)}, {fmt_pct(hi)}]"
+        s += f" [{fmt_pct(lo, digits)}, {fmt_pct(hi, digits)}]"
     return s
 
 
@@ -610,7 +611,7 @@ def _columns(lb: Leaderboard, task: str, *, compact: bool = False) -> list[tuple
         ("strategy", lambda g, i, r: r.strategy_label),
         ("run", lambda g, i, r: "" if r.is_paper else r.origin),
         ("setting", lambda g, i, r: r.setting),
-        ("LCR (%)", lambda g, i, r: fmt_pct(r.lcr, 1)),
+        ("LCR (%)", lambda g, i, r: fmt_metric(r, "lcr")),
     ]
     for m in lb.metrics[task]:
         cols.append((f"{metric_label(m)} (%)", lambda g, i, r, m=m: fmt_metric(r, m)))

@@ -111,7 +111,8 @@ def plot_metric_vs_lcr(points: Sequence[Mapping], metric: str, out: str | Path, 
     in LCR order; the Pareto front over reproduced points is a dashed step line; paper numbers are
     hollow markers.
 
-    points: [{"strategy", "lcr" (fraction), "value" (fraction), optional "lo"/"hi" (CI),
+    points: [{"strategy", "lcr" (fraction), "value" (fraction), optional "lo"/"hi" (the value's CI),
+              optional "lcr_lo"/"lcr_hi" (the LCR's CI, horizontal bars),
               optional "source" ("reported in the paper" for paper numbers)}]."""
     fig, (ax,) = _figure(size)
     extra: dict[str, str] = {}
@@ -129,12 +130,13 @@ def plot_metric_vs_lcr(points: Sequence[Mapping], metric: str, out: str | Path, 
         style = dict(color=c, marker="o", markersize=7, label=label,
                      markerfacecolor="none" if paper else c, linestyle=":" if paper else "-", linewidth=1.2)
         ax.plot(x, y, **style)
-        lo = [p.get("lo") for p in pts]
-        hi = [p.get("hi") for p in pts]
-        if any(v is not None for v in lo + hi):
-            yerr = [[(yy - _pct(l)) if l is not None else 0 for yy, l in zip(y, lo)],
-                    [(_pct(h) - yy) if h is not None else 0 for yy, h in zip(y, hi)]]
-            ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=c, capsize=3, linewidth=1)
+        for axis, centre, key_lo, key_hi in (("y", y, "lo", "hi"), ("x", x, "lcr_lo", "lcr_hi")):
+            lo = [p.get(key_lo) for p in pts]
+            hi = [p.get(key_hi) for p in pts]
+            if any(v is not None for v in lo + hi):
+                err = [[(v - _pct(l)) if l is not None else 0 for v, l in zip(centre, lo)],
+                       [(_pct(h) - v) if h is not None else 0 for v, h in zip(centre, hi)]]
+                ax.errorbar(x, y, **{f"{axis}err": err}, fmt="none", ecolor=c, capsize=3, linewidth=1)
     own = [(p["lcr"], p["value"]) for (s, paper), pts in by_series.items() if not paper for p in pts]
     front = pareto_front(own or [(p["lcr"], p["value"]) for pts in by_series.values() for p in pts])
     if len(front) > 1:
@@ -279,8 +281,9 @@ def lcr_points(rows: Iterable, task: str, metric: str) -> list[dict]:
         if r.task != task or r.lcr is None or r.metrics.get(metric) is None or "delay_s" in r.params:
             continue
         lo, hi = (r.ci.get(metric) or (None, None))
+        lcr_lo, lcr_hi = (r.ci.get("lcr") or (None, None))
         pts.append({"strategy": name(r), "lcr": r.lcr, "value": r.metrics[metric], "lo": lo, "hi": hi,
-                    "source": r.source})
+                    "lcr_lo": lcr_lo, "lcr_hi": lcr_hi, "source": r.source})
     return pts
 
 

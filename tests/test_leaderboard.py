@@ -292,11 +292,13 @@ def test_cli_refuses_mixed_with_exit_code(tmp_path, capsys):
 
 def test_confidence_intervals_shown_and_bootstrapped_from_frame_log(tmp_path):
     doc = results_doc({"edgevlm": RUNS_A["edgevlm"]})
-    doc["tasks"]["demo"]["runs"]["edgevlm"]["ci"] = {"micro_f1": {"lo": 0.7, "hi": 0.8, "level": 0.95}}
+    doc["tasks"]["demo"]["runs"]["edgevlm"]["ci"] = {"micro_f1": {"lo": 0.7, "hi": 0.8, "level": 0.95},
+                                                     "lcr": {"lo": 0.2, "hi": 0.3125, "level": 0.95}}
     _write(tmp_path / "withci" / "results.json", doc)
     rows = load_rows([tmp_path / "withci"])
-    assert rows[0].ci == {"micro_f1": (0.7, 0.8)}
-    assert "75.00 [70.00, 80.00]" in to_markdown(build(rows))
+    assert rows[0].ci == {"micro_f1": (0.7, 0.8), "lcr": (0.2, 0.3125)}
+    md = to_markdown(build(rows))
+    assert "75.00 [70.00, 80.00]" in md and "| 25.0 [20.0, 31.2] |" in md
     # a run folder with its per-frame log: 2 streams; stream x right on both frames, y wrong on both
     run = tmp_path / "withlog"
     _write(run / "results.json", results_doc({"edgevlm": copy.deepcopy(RUNS_A["edgevlm"])}))
@@ -311,6 +313,7 @@ def test_confidence_intervals_shown_and_bootstrapped_from_frame_log(tmp_path):
     assert add_bootstrap(rows, n=200, seed=0, notes=notes) == 1 and notes == []
     # resamples: {x,x} -> micro F1 1, {y,y} -> 0, {x,y} -> 0.5; exact match the same
     assert rows[0].ci["micro_f1"] == (pytest.approx(0.0), pytest.approx(1.0))
+    assert rows[0].ci["lcr"] == (pytest.approx(0.5), pytest.approx(0.5))  # each stream uploads 1 of 2 frames
     assert rows[0].ci_level == 0.95
 
 

@@ -33,7 +33,7 @@ def test_pareto_front_by_hand():
 
 def test_plot_functions_on_plain_data(tmp_path):
     size = Size(640, 480, 80)
-    pts = [{"strategy": "edgevlm", "lcr": 0.27, "value": 0.64, "lo": 0.6, "hi": 0.68},
+    pts = [{"strategy": "edgevlm", "lcr": 0.27, "value": 0.64, "lo": 0.6, "hi": 0.68, "lcr_lo": 0.2, "lcr_hi": 0.3},
            {"strategy": "edgevlm", "lcr": 0.53, "value": 0.67},
            {"strategy": "svlm_only", "lcr": 0.0, "value": 0.55},
            {"strategy": "adas", "lcr": 0.28, "value": 0.56, "source": "reported in the paper"}]
@@ -48,6 +48,10 @@ def test_plot_functions_on_plain_data(tmp_path):
     again = plot_metric_vs_lcr(pts, "micro_f1", tmp_path / "again" / "lcr", size=size)
     for a, b in zip(sorted(again), sorted(tmp_path.glob("lcr.*"))):
         assert a.read_bytes() == b.read_bytes()
+    # the LCR interval is drawn (a horizontal bar): without it the figure differs
+    no_x = [{k: v for k, v in p.items() if k not in ("lcr_lo", "lcr_hi")} for p in pts]
+    other = plot_metric_vs_lcr(no_x, "micro_f1", tmp_path / "nox" / "lcr", size=size, formats=("svg",))
+    assert other[0].read_bytes() != (tmp_path / "lcr.svg").read_bytes()
     # one format only
     assert [p.name for p in plot_metric_vs_lcr(pts, "micro_f1", tmp_path / "only", formats=("png",))] == ["only.png"]
 
