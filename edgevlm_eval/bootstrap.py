@@ -62,13 +62,14 @@ def resample_indices(n_streams: int, n: int, seed: int) -> np.ndarray:
 
 
 def bootstrap_streams(groups: Sequence[G], statistic: Callable[[list[G]], Mapping[str, float | None]],
-                      *, n: int = DEFAULT_N, level: float = DEFAULT_LEVEL,
-                      seed: int = DEFAULT_SEED) -> dict[str, Interval]:
+                      *, n: int = DEFAULT_N, level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED,
+                      draws_out: dict[str, list[float]] | None = None) -> dict[str, Interval]:
     """Percentile intervals for every key `statistic` returns.
 
     `groups` holds one entry per stream (whatever `statistic` needs from it); `statistic` gets a
     list of such entries (a resample may hold a stream several times) and returns {name: value};
     a value of None (undefined on that resample) is left out of that name's percentiles.
+    `draws_out`, when given, receives every name's resampled values.
     """
     _check(n, level)
     groups = list(groups)
@@ -83,6 +84,8 @@ def bootstrap_streams(groups: Sequence[G], statistic: Callable[[list[G]], Mappin
             v = got.get(name)
             if v is not None:
                 draws[name].append(float(v))
+    if draws_out is not None:
+        draws_out.update(draws)
     alpha = (1.0 - level) / 2.0
     out = {}
     for name, vals in draws.items():
@@ -127,6 +130,51 @@ def bootstrap_ratio(per_stream: Mapping[str, tuple[float, float]] | Sequence[tup
         return {name: (sum(nu for nu, _ in chosen) / den) if den else None}
 
     return bootstrap_streams(pairs, stat, n=n, level=level, seed=seed)[name]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired comparison of two runs on one metric: run A minus run B, on the same streams."""
+
+    metric: str
+    a: float | None  # A's metric on all streams
+    b: float | None
+    diff: Interval  # A - B: point estimate and percentile interval over stream resamples
+    a_better: float | None  # share of (valid) resamples in which A - B > 0
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "a": self.a, "b": self.b, "diff": self.diff.to_json(),
+                "a_better": self.a_better}
+
+
+def bootstrap_difference(items_a: Mapping[str, Sequence[Scored]], items_b: Mapping[str, Sequence[Scored]],
+                         space: LabelSpace, metrics: Sequence[str], *, n: int = DEFAULT_N,
+                         level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED) -> dict[str, Difference]:
+    """Paired bootstrap of metric(A) - metric(B) for two runs over the same streams (per stream
+    scored frames, as `per_stream_items` gives). Each resample draws streams once and scores both
+    runs on the drawn streams, so what the streams have in common (an easy scene, a hard one)
+    cancels out: the interval of the difference is much narrower than the two runs' own
+    intervals suggest. Raises ValueError when the runs cover different streams."""
+    if set(items_a) != set(items_b):
+        only = sorted(set(items_a) ^ set(items_b))
+        raise ValueError(f"the two runs cover different streams ({len(only)} in one only, e.g. {only[:3]}); "
+                         "compare complete runs on the same frames")
+    ids = sorted(items_a)
+    groups = [(list(items_a[s]), list(items_b[s])) for s in ids]
+    metrics = list(metrics)
+
+    def stat(chosen):
+        got_a = compute([it for a, _ in chosen for it in a], space, metrics)
+        got_b = compute([it for _, b in chosen for it in b], space, metrics)
+        return {m: None if got_a.get(m) is None or got_b.get(m) is None else got_a[m] - got_b[m] for m in metrics}
+
+    draws: dict[str, list[float]] = {}
+    ivs = bootstrap_streams(groups, stat, n=n, level=level, seed=seed, draws_out=draws)
+    point_a = compute([it for a, _ in groups for it in a], space, metrics)
+    point_b = compute([it for _, b in groups for it in b], space, metrics)
+    return {m: Difference(m, point_a.get(m), point_b.get(m), ivs[m],
+                          (sum(v > 0 for v in draws[m]) / len(draws[m])) if draws[m] else None)
+            for m in metrics}
 
 
 def intervals_to_json(intervals: Mapping[str, Interval]) -> dict:

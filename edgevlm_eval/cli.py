@@ -1,7 +1,7 @@
 """The `edgevlm-eval` command line.
 
     edgevlm-eval --task T --svlm S --lvlm L [--strategy X] ...   the main command (evaluate)
-    edgevlm-eval tasks | models | streams | record | serve | leaderboard | plot
+    edgevlm-eval tasks | models | streams | record | serve | leaderboard | plot | compare
 
 Subcommands that belong to other parts of the toolkit live in their own modules, each exposing
 `add_arguments(parser)` and `main(args) -> int`; this file only wires them up, so that `--help`
@@ -24,6 +24,7 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("edgevlm_eval.model_adapters.serve", "serve a local model as an OpenAI-compatible endpoint"),
     "leaderboard": ("edgevlm_eval.leaderboard", "collect results JSONs into one table"),
     "plot": ("edgevlm_eval.plotting", "plot results (metric vs LCR, sweeps, latency)"),
+    "compare": ("edgevlm_eval.compare", "paired bootstrap: is run A better than run B on the same frames"),
 }
 CORE_COMMANDS = {
     "run": "evaluate strategies on a task (the default command)",

@@ -167,6 +167,20 @@ def shipped_tasks_dir() -> Path | None:
     return Path(locs[0]) if locs else None
 
 
+def _include_target(folder: Path, name: str) -> Path:
+    """Where `include: name` points: next to the including file, else a shipped task file (a
+    user's YAML may include a shipped base or task, `include: _multi_object.yaml` or `include:
+    demo`, by its bare name; `.yaml` may be left off). The first existing candidate wins; when none
+    exists, the path next to the including file (for the error message)."""
+    names = [name] if name.endswith((".yaml", ".yml")) else [name, name + ".yaml"]
+    shipped = shipped_tasks_dir()
+    for base in (folder, shipped):
+        for n in names:
+            if base is not None and (base / n).is_file():
+                return base / n
+    return folder / name
+
+
 def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
     """The YAML at `path` with its `include:` files merged under it (the including file wins).
     Includes are resolved relative to the including file."""
@@ -183,10 +197,7 @@ def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
         raise ConfigError("expected a file name or a list of file names", path=str(path), key="include")
     merged: dict = {}
     for i in incs:
-        target = path.parent / i
-        if not target.exists() and shipped_tasks_dir() is not None:
-            # A user's YAML may include a shipped base (`include: _multi_object.yaml`) by its bare name.
-            target = shipped_tasks_dir() / i if (shipped_tasks_dir() / i).exists() else target
+        target = _include_target(path.parent, i)
         if not target.exists():
             raise ConfigError(f"included file '{i}' not found (looked at {path.parent / i} and the shipped tasks)",
                               path=str(path), key="include")

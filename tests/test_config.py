@@ -102,6 +102,19 @@ def test_include_cycle_and_missing_include(tmp_path):
         load_task_file(p)
 
 
+def test_a_users_yaml_includes_a_shipped_task_by_its_name(tmp_path):
+    # a bigger demo world: the shipped task with one option changed, `.yaml` left off
+    p = write(tmp_path, "demo32.yaml", "name: demo32\ninclude: demo\nconverter_options:\n  n_streams: 32\n")
+    task = load_task_file(p)
+    assert (task.name, task.converter) == ("demo32", "demo")
+    assert task.converter_options["n_streams"] == 32 and task.converter_options["frames_per_stream"] == 20
+    assert "car" in task.label_space.names
+    # a file next to the including one wins over a shipped one of the same name
+    write(tmp_path, "_base.yaml", BASE)
+    write(tmp_path, "demo.yaml", "include: _base.yaml\nname: local\nconverter: generic\ndataset: {}\n")
+    assert load_task_file(p).converter == "generic"
+
+
 def test_data_root_resolution(tmp_path, monkeypatch):
     write(tmp_path, "_base.yaml", BASE)
     p = write(tmp_path, "t.yaml", "include: _base.yaml\nname: t\nconverter: generic\n"
