@@ -51,13 +51,13 @@ import torch
 
 from edgevlm_eval.grounding import grounding_prompt, qwen_resized_size
 from edgevlm_eval.metrics import Scored, compute
-from edgevlm_eval.model_adapters.focus import TokenGrid
+from edgevlm_eval.model_adapters.focus import TokenGrid, focus_hook
 from edgevlm_eval.model_adapters.prompt import DEFAULT_SYSTEM, build_conversation, qwen_chat_text
 from edgevlm_eval.model_adapters.qwen2_5_vl import IMAGE_TOKEN, QwenVLAdapter
 from edgevlm_eval.model_adapters.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, tiny_config
 from edgevlm_eval.tasks import load_task
 from edgevlm_eval.tasks.demo import CLASSES, generate_world, render
-from edgevlm_eval.types import HistoryEntry, Request, largest_per_label
+from edgevlm_eval.types import Focus, HistoryEntry, Request, largest_per_label
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_adapters" / "checkpoints"
@@ -221,9 +221,11 @@ def perturb(labels: tuple[str, ...], rng: random.Random) -> tuple[str, ...]:
 
 
 class Sampler:
-    def __init__(self, pool: FramePool, task, rng: random.Random, ground_frac: float = 0.7):
+    def __init__(self, pool: FramePool, task, rng: random.Random, ground_frac: float = 0.7,
+                 prune_frac: float = 0.0):
         self.pool, self.task, self.rng = pool, task, rng
         self.ground_frac = ground_frac
+        self.prune_frac = prune_frac  # share of cloud snippets whose image comes GGVR-pruned to its ROIs
 
     def _frame(self, min_k: int = 0):
         s = self.rng.randrange(len(self.pool.streams))
@@ -246,6 +248,7 @@ class Sampler:
         n_hist = rng.choices([0, 1, 2], weights=[0.25, 0.3, 0.45])[0]
         crm = rng.random() < 0.6
         history = []
+        prune: dict[int, tuple] = {}
         if n_hist:
             # CRM: the cloud (correct) entry is the farthest, up to ~10 s old; others are recent
             # own answers. Native turns: the final outputs of the last frames, of either kind.
@@ -270,13 +273,21 @@ class Sampler:
                 age = float(k - j) + (rng.uniform(0.0, 0.4) if crm else 0.0)
                 path = self.pool.path(s, j)
                 if crm:
+                    # As in an edgeVLM run with GGVR: the cloud entry's image is kept only where its
+                    # boxes are (the boxes of the classes it names), so the model learns to read a
+                    # pruned history image too.
+                    if src == "lvlm" and self.prune_frac and rng.random() < self.prune_frac:
+                        rois = tuple(b for b in largest_per_label(prev.boxes) if b.label in labels)
+                        if rois:
+                            prune[len(history)] = rois
                     history.append(HistoryEntry(images=(path,), text=self.task.history_snippet(age, labels),
                                                 kind="snippet", frame_index=j, source=src, age_s=age))
                 else:
                     history.append(HistoryEntry(images=(path,), kind="turn", query=self.task.query,
                                                 text=self.task.label_space.render(labels, self.task.empty_answer),
                                                 frame_index=j, source=src, age_s=age))
-        req = Request(id=f"s{i}", images=(self.pool.path(s, k),), query=self.task.query, history=tuple(history))
+        req = Request(id=f"s{i}", images=(self.pool.path(s, k),), query=self.task.query, history=tuple(history),
+                      focus=Focus(prune=prune) if prune else None)
         return req, render_labels(f.labels)
 
 
@@ -303,7 +314,7 @@ def make_batch(adapter: QwenVLAdapter, pairs: list[tuple[Request, str]], pool: F
     """Inputs + labels for a batch: the adapter's own prompt (prepare) then the answer and
     <|im_end|>, right-padded; only answer tokens carry a loss. `cells`: the per-cell class targets
     of every image, in the order of the vision tower's merged tokens."""
-    prep = adapter.prepare([r for r, _ in pairs], apply_prune=False)
+    prep = adapter.prepare([r for r, _ in pairs], apply_prune=True)  # GGVR where a request asks for it
     if prep.invalid:
         raise RuntimeError(f"unreadable training images: {prep.invalid}")
     tok = adapter.tokenizer
@@ -333,7 +344,7 @@ def make_batch(adapter: QwenVLAdapter, pairs: list[tuple[Request, str]], pool: F
     cells = torch.cat([pool.cells[p][grid] for p in paths])
     return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": types, "position_ids": position,
             "pixel_values": prep.model_inputs["pixel_values"], "image_grid_thw": thw,
-            "labels": labels, "cells": cells, "images": paths, "grid": grid}
+            "labels": labels, "cells": cells, "images": paths, "grid": grid, "plan": prep.plan}
 
 
 class VisionProbe:
@@ -414,8 +425,9 @@ class PositionProbe:
 
 def loss_of(model, batch: dict, probe: VisionProbe | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "cells", "images", "grid")}
-    logits = model(**inputs).logits
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "cells", "images", "grid", "plan")}
+    with focus_hook(model.model, batch["plan"]):  # drops the pruned images' tokens, as in evaluation
+        logits = model(**inputs).logits
     # token n is predicted from position n - 1
     lm = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                            ignore_index=-100)
@@ -474,14 +486,15 @@ def pretrain_vision(model, adapter: QwenVLAdapter, probe: VisionProbe, sampler: 
 
 def train_one(kind: str, tokenizer, pool: FramePool, task, steps: int, batch: int, lr: float, seed: int,
               aux_weight: float = 1.0, vision_lr_scale: float = 1 / 3, vision_steps: int = 0,
-              plain_frac: float = 0.4, pos_aux: float = 0.0, pos_layer: int = 0, log_every: int = 25) -> tuple:
+              plain_frac: float = 0.4, pos_aux: float = 0.0, pos_layer: int = 0, prune_frac: float = 0.0,
+              log_every: int = 25) -> tuple:
     model, ip, max_px = build_model(kind, tokenizer, seed)
     n_params = sum(p.numel() for p in model.parameters())
     adapter = QwenVLAdapter(f"demo-{kind}", name=f"demo-{kind}", model=model, tokenizer=tokenizer,
                             image_processor=ip, min_pixels=MIN_PIXELS, max_pixels=max_px)
     resized = qwen_resized_size(448, 252, MIN_PIXELS, max_px)
     rng = random.Random(seed)
-    sampler = Sampler(pool, task, rng)
+    sampler = Sampler(pool, task, rng, prune_frac=prune_frac)
     probe = VisionProbe(model, tokenizer)
     pos_probe = PositionProbe(model, adapter.image_token_id, pos_layer) if pos_aux else None
     if vision_steps:
@@ -563,7 +576,8 @@ def load_demo_adapter(path: Path | str, kind: str, **opts) -> QwenVLAdapter:
 def evaluate(adapter: QwenVLAdapter, task, work: Path, seed: int = 0, n_streams: int = 4, frames: int = 10,
              mode: str = "plain") -> dict:
     """Micro-F1 on a seeded demo world. mode: plain (no history) | grounding | history (two CRM
-    snippets with the ground truth of frames t-2 and t-1, as a perfect cloud would give)."""
+    snippets with the ground truth of frames t-2 and t-1, as a perfect cloud would give) |
+    history_pruned (the same, the farther snippet's image GGVR-pruned to its true boxes)."""
     world = generate_world(seed=seed, n_streams=n_streams, frames_per_stream=frames)
     reqs, truth = [], []
     for s, st in enumerate(world):
@@ -575,12 +589,16 @@ def evaluate(adapter: QwenVLAdapter, task, work: Path, seed: int = 0, n_streams:
             paths.append(str(p))
         for k, f in enumerate(st.frames):
             hist = ()
-            if mode == "history":
+            focus = None
+            if mode in ("history", "history_pruned"):
                 hist = tuple(HistoryEntry(images=(paths[j],), text=task.history_snippet(k - j, st.frames[j].labels),
                                           kind="snippet", frame_index=j, source="lvlm", age_s=float(k - j))
                              for j in (k - 2, k - 1) if j >= 0)
+                if mode == "history_pruned" and hist:  # GGVR on the farther entry, with its true boxes
+                    rois = largest_per_label(st.frames[hist[0].frame_index].boxes)
+                    focus = Focus(prune={0: rois}) if rois else None
             reqs.append(Request(id=f"{s}-{k}", images=(paths[k],), query=task.query, history=hist,
-                                grounding=mode == "grounding"))
+                                grounding=mode == "grounding", focus=focus))
             truth.append(f.labels)
     t0 = time.perf_counter()
     replies = adapter.generate(reqs)
@@ -630,6 +648,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pos-aux", type=float, default=0.3,
                     help="the LVLM's position loss weight (PositionProbe; its boxes need it)")
     ap.add_argument("--pos-layer", type=int, default=0, help="decoder layer whose output the PositionProbe reads")
+    ap.add_argument("--svlm-prune-frac", type=float, default=0.5,
+                    help="share of the SVLM's cloud history snippets whose image is GGVR-pruned to its boxes")
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
     SVLM_MAX_PIXELS = args.svlm_max_pixels
@@ -659,11 +679,12 @@ def main(argv=None) -> int:
                                                 args.seed + (1 if kind == "lvlm" else 0), aux[kind],
                                                 vision_steps=vision_steps[kind], plain_frac=args.plain_frac,
                                                 pos_aux=args.pos_aux if kind == "lvlm" else 0.0,
-                                                pos_layer=args.pos_layer)
+                                                pos_layer=args.pos_layer,
+                                                prune_frac=args.svlm_prune_frac if kind == "svlm" else 0.0)
             info = {"model": f"demo-{kind}", "size": SIZES[kind].__dict__, "steps": steps, "batch": args.batch,
                     "lr": args.lr, "aux": aux[kind], "vision_steps": vision_steps[kind],
                     "plain_frac": args.plain_frac, "pos_aux": args.pos_aux if kind == "lvlm" else 0.0,
-                    "pos_layer": args.pos_layer,
+                    "pos_layer": args.pos_layer, "prune_frac": args.svlm_prune_frac if kind == "svlm" else 0.0,
                     "seed": args.seed, "threads": args.threads,
                     "train_seconds": round(secs),
                     "min_pixels": MIN_PIXELS, "max_pixels": max_px, "train_world_seeds": [TRAIN_SEED,
@@ -675,7 +696,7 @@ def main(argv=None) -> int:
                   f"{secs:.0f} s training)", flush=True)
             if not args.no_eval:
                 adapter = load_demo_adapter(path, kind)
-                modes = ["plain", "grounding"] if kind == "lvlm" else ["plain", "history"]
+                modes = ["plain", "grounding"] if kind == "lvlm" else ["plain", "history", "history_pruned"]
                 for m in modes:
                     print(f"[{kind}] eval seed 0: {evaluate(adapter, task, work, mode=m)}", flush=True)
     print(f"total {time.perf_counter() - t_start:.0f} s", flush=True)

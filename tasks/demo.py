@@ -111,7 +111,7 @@ MAX_OBJECTS = 120  # per frame: the id mask holds ids 1..120 (class colour) and 
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
-    "n_streams": 8,
+    "n_streams": 32,
     "frames_per_stream": 20,
     "width": 448,
     "height": 252,

@@ -1,9 +1,10 @@
 """README's main job on the demo with the shipped demo models, network unreachable: edgeVLM (with
 CRM) must beat SVLM only and the parallel baseline, as in the paper's ordering.
 
-Measured (seed-0 demo world, 8 streams x 20 frames, latency 5g): Micro-F1
-svlm_only 58.5, parallel 59.3, laecips 60.3 (the best baseline), edgevlm 63.1 (CRM only 62.6); the
-margins below (2 to 2.5 points) leave about 0.7 to 2 points of room."""
+Measured (seed-0 demo world, 32 streams x 20 frames, latency 5g): Micro-F1 svlm_only 59.7,
+parallel 60.9, laecips 61.7 (the best baseline), edgevlm 64.6 (CRM only 64.1). The margins below
+(2 to 2.5 points) leave about 0.9 to 2.4 points of room. `edgevlm-eval compare` puts edgevlm -
+parallel at +3.8 points (95 % paired stream-bootstrap interval 0.5 to 7.2)."""
 
 from __future__ import annotations
 
