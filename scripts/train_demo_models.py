@@ -1,6 +1,6 @@
 """Train the demo world's two tiny Qwen2.5-VL checkpoints: `demo-svlm` (weak) and `demo-lvlm` (strong).
 
-    OMP_NUM_THREADS=1 python scripts/train_demo_models.py   # both, into model_adapters/checkpoints/ (~22 min)
+    OMP_NUM_THREADS=1 python scripts/train_demo_models.py   # both, into model_adapters/checkpoints/ (~35 min)
     python scripts/train_demo_models.py --only svlm --steps 200 --out /tmp/ck   # a quick try
 
 Both are the real `Qwen2_5_VLForConditionalGeneration` with small configs, a byte-level BPE
