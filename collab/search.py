@@ -45,6 +45,18 @@ class Target:
             return f"{100 * self.lo:g}"
         return f"{100 * self.lo:g}-{100 * self.hi:g}"
 
+    @classmethod
+    def from_label(cls, label: str) -> "Target":
+        """The inverse of `label()` (percent: "20-30", "25"), as results.json stores a search's target."""
+        lo, _, hi = str(label).partition("-")
+        return cls(float(lo) / 100, float(hi or lo) / 100)
+
+    def reached(self, lcr: float) -> bool:
+        """A band: the LCR is inside it; a point: within POINT_TOLERANCE."""
+        if self.hi > self.lo:
+            return self.distance(lcr)[0] == 0
+        return abs(lcr - self.lo) <= POINT_TOLERANCE + 1e-12
+
 
 def parse_target(text: str | float) -> Target:
     def num(x: str) -> float:

@@ -13,7 +13,6 @@ metric, A, B, A - B with its interval, and the share of resamples in which A is 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .errors import DatasetError, EdgeVLMError, UnknownNameError
@@ -37,16 +36,14 @@ def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None
     from .bootstrap import METHOD, bootstrap_difference, per_stream_items
     from .framelog import read_logs
     from .labels import LabelSpace
+    from .leaderboard import load_json
 
     folder = Path(run_dir)
     results = folder / "results.json"
     if not results.is_file():
         raise DatasetError("not a run folder: results.json is missing", path=str(results),
                            expected="RUN_DIR/results.json and RUN_DIR/frames.jsonl, as the main command writes")
-    try:
-        doc = json.loads(results.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"not valid JSON ({e.msg} at line {e.lineno})", path=str(results)) from None
+    doc = load_json(results)
     tasks = (doc.get("provenance") or {}).get("tasks") or {}
     if task is None:
         if len(tasks) != 1:

@@ -113,7 +113,8 @@ class Row:
 # reading
 
 
-def _load_json(path: Path) -> Any:
+def load_json(path: Path) -> Any:
+    """A results JSON file, or a DatasetError naming the file and what is wrong with it."""
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -172,7 +173,7 @@ def load_rows(paths: Sequence[str | Path], *, skipped: list[str] | None = None) 
     a results file is an error; one found in a folder is skipped (and listed in `skipped`)."""
     rows: list[Row] = []
     for f, explicit in find_files(paths):
-        doc = _load_json(f)
+        doc = load_json(f)
         kind = kind_of(doc)
         if kind == "paper":
             rows += rows_from_paper(doc, f)
@@ -407,7 +408,7 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
             logs[folder] = read_logs(folder)[1]
         lines = [ln for ln in logs[folder] if ln.get("run") == r.origin]
         if r.file not in docs:
-            docs[r.file] = _load_json(Path(r.file))
+            docs[r.file] = load_json(Path(r.file))
         doc_task = (docs[r.file].get("provenance") or {}).get("tasks", {}).get(r.task) or {}
         labels, metrics = doc_task.get("labels"), [m for m in (doc_task.get("metrics") or r.metrics) if m in r.metrics]
         if not lines or not labels:

@@ -569,6 +569,7 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
     """results.json from run.json + the per-frame logs (the pure scoring path)."""
     from .collab.accounting import summarise
     from .collab.protocols import Plan, PlanItem, table
+    from .collab.search import Target
     from .collab.strategies import RunSpec, spec_fields
     from .framelog import check_unique
 
@@ -586,7 +587,8 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
     off_target = []
     for rid, s in runs.items():
         if rid in meta.get("search", {}):
-            s["search"] = {**meta["search"][rid], "reached": target_reached(meta["search"][rid]["target"], s["lcr"])}
+            target = Target.from_label(meta["search"][rid]["target"])
+            s["search"] = {**meta["search"][rid], "reached": target.reached(s["lcr"])}
             if not s["search"]["reached"]:
                 off_target.append(f"{rid}: LCR {100 * s['lcr']:.1f} % is outside its target "
                                   f"{s['search']['target']} %, the nearest its knob reaches on these frames "
@@ -619,18 +621,6 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
                         n_frames=n_frames, protocol=proto)
     write_results(folder / "results.json", doc)
     return doc
-
-
-def target_reached(label: str, lcr: float) -> bool:
-    """Whether a run's call ratio is in its --target-lcr band (a point target: within
-    POINT_TOLERANCE); the band's label is as results.json stores it ("20-30", "25")."""
-    from .collab.search import POINT_TOLERANCE, Target
-
-    lo, _, hi = str(label).partition("-")
-    t = Target(float(lo) / 100, float(hi or lo) / 100)
-    if t.hi > t.lo:
-        return t.distance(lcr)[0] == 0
-    return abs(lcr - t.lo) <= POINT_TOLERANCE + 1e-12
 
 
 def _trace_prov(config: dict) -> dict:

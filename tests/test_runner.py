@@ -176,6 +176,19 @@ def test_target_lcr_search(world):
     assert "lcr" in runs["svlm_only"] and "search" not in runs["svlm_only"]
 
 
+def test_target_labels_read_back():
+    from edgevlm_eval.collab.search import Target, parse_target
+
+    for text in ("0.20-0.30", "0.25", "0.005-0.01"):
+        t = parse_target(text)
+        back = Target.from_label(t.label())
+        assert (back.lo, back.hi) == (pytest.approx(t.lo), pytest.approx(t.hi))
+    band = Target.from_label("50-60")
+    assert (band.reached(0.5188), band.reached(0.675)) == (True, False)
+    point = Target.from_label("25")
+    assert (point.reached(0.26), point.reached(0.30)) == (True, False)
+
+
 def test_a_target_the_knob_cannot_reach_is_flagged(world, capsys):
     # no K_call gives a call ratio this low on 12-frame streams (each stream uploads its first frame)
     _go(world, "--strategy", "edgevlm", "--target-lcr", "0.01-0.02", "--run-name", "low")
