@@ -32,7 +32,7 @@ from PIL import Image
 
 from edgevlm_eval.model_adapters.prompt import build_conversation, qwen_chat_text
 from edgevlm_eval.model_adapters.qwen2_5_vl import QwenVLAdapter
-from edgevlm_eval.types import Box, Focus, HistoryEntry, Request
+from edgevlm_eval.core.types import Box, Focus, HistoryEntry, Request
 
 # Qwen2.5-VL-3B-Instruct / 7B-Instruct config.json values (text + vision), so no download is needed.
 REAL_CONFIGS = {

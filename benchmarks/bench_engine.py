@@ -19,8 +19,8 @@ from pathlib import Path
 from edgevlm_eval.collab.simulator import SimConfig, Simulator
 from edgevlm_eval.collab.strategies import INF, RunSpec
 from edgevlm_eval.collab.testing import InstantSVLM, toy_streams, toy_task, toy_trace
-from edgevlm_eval.framelog import FrameLogWriter
-from edgevlm_eval.types import Box
+from edgevlm_eval.core.framelog import FrameLogWriter
+from edgevlm_eval.core.types import Box
 
 
 def _world(n_streams: int, n_frames: int):

@@ -11,8 +11,8 @@ from collections import Counter
 from statistics import median
 from typing import Iterable, Sequence
 
-from edgevlm_eval.config import TaskConfig
-from edgevlm_eval.metrics import Scored, compute
+from edgevlm_eval.core.taskconfig import TaskConfig
+from edgevlm_eval.core.metrics import Scored, compute
 
 TOP_UNMAPPED = 10
 

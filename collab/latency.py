@@ -33,8 +33,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.types import Stream
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.types import Stream
 
 from .trace import Trace, check_latency, file_sha256
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgevlm_eval.errors import UnknownNameError
+from edgevlm_eval.core.errors import UnknownNameError
 
 from .search import Target
 from .strategies import INF, RunSpec

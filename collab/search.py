@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from edgevlm_eval.errors import ConfigError
+from edgevlm_eval.core.errors import ConfigError
 
 from .strategies import INF, LCR_KNOB, RunSpec
 

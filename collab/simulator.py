@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from edgevlm_eval.config import TaskConfig
-from edgevlm_eval.errors import DatasetError
-from edgevlm_eval.images import check_image
-from edgevlm_eval.types import Focus, HistoryEntry, Reply, Request, Stream, largest_per_label
+from edgevlm_eval.core.taskconfig import TaskConfig
+from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.core.images import check_image
+from edgevlm_eval.core.types import Focus, HistoryEntry, Reply, Request, Stream, largest_per_label
 
 from .latency import LatencySource, Uplink, check_latency_arrays, parse_latency
 from .strategies import EPS, INF, RunSpec, Strategy, make_strategy

@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields, replace
 
-from edgevlm_eval.errors import ConfigError, UnknownNameError
+from edgevlm_eval.core.errors import ConfigError, UnknownNameError
+
+from .keyframe import keyframe_decision
 
 EPS = 1e-9
 INF = math.inf
@@ -183,19 +185,10 @@ class DistributedVLM(LVLMOnly):
 
 
 class KeyframeMixin:
-    """Keyframe decision, paper §3.4 / method.md §3, in this order:
-    1. K_call (precedence): j* = newest frame whose reply has arrived; T - j* <= K_call -> skip.
-    2. K_delay: P_T = uploads still in flight at s_T; P_T >= K_delay -> skip.
-    3. otherwise upload."""
+    """Keyframe decision (keyframe.py) from the stream's j* and requests in flight at s_T."""
 
     def decide(self, st, t, s_T):
-        K_call = self.spec.K_call
-        j = st.j_star
-        if j >= 0 and K_call > 0 and t - j <= K_call:
-            return False, "k_call"
-        if len(st.heap) >= self.spec.K_delay:
-            return False, "k_delay"
-        return True, "keyframe"
+        return keyframe_decision(t, st.j_star, len(st.heap), self.spec.K_call, self.spec.K_delay)
 
 
 class Parallel(KeyframeMixin, Strategy):

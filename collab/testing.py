@@ -11,7 +11,7 @@ import time
 from typing import Callable, Mapping, Sequence
 
 from edgevlm_eval.model_adapters.base import Adapter, Capabilities
-from edgevlm_eval.types import Box, Reply, Request
+from edgevlm_eval.core.types import Box, Reply, Request
 
 
 def frame_of(req: Request) -> tuple[str, int]:
@@ -112,7 +112,7 @@ TOY_LABELS = ["car", "pedestrian", "truck", "traffic cone"]
 
 
 def toy_task(fps: float = 1.0, multi_label: bool = True, labels: Sequence[str] = TOY_LABELS, name: str = "toy"):
-    from edgevlm_eval.config import task_from_dict
+    from edgevlm_eval.core.taskconfig import task_from_dict
 
     return task_from_dict({
         "name": name, "converter": "generic", "dataset": {"required": False}, "fps": fps,
@@ -126,7 +126,7 @@ def toy_task(fps: float = 1.0, multi_label: bool = True, labels: Sequence[str] =
 def toy_streams(task, n_streams: int = 1, n_frames: int = 10, truth: Callable[[str, int], Sequence[str]] | None = None,
                 image_dir: str = "img", scored: Callable[[str, int], bool] | None = None):
     """Streams s0, s1, ... of n_frames frames at the task's fps; image paths are not created."""
-    from edgevlm_eval.types import Frame, Stream
+    from edgevlm_eval.core.types import Frame, Stream
 
     out = []
     for k in range(n_streams):

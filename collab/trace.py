@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from edgevlm_eval.errors import DatasetError
-from edgevlm_eval.types import Box, Stream
+from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.core.types import Box, Stream
 
 FORMAT = "edgevlm-eval.trace/1"
 LATENCY_PARTS = ("upload_s", "queue_s", "inference_s", "download_s", "total_s")
@@ -108,7 +108,7 @@ class Trace:
         """Labels from the answers with the task's label space (and the unmapped words); ROI labels
         (the model's own words) mapped into the space too, largest ROI per label, unmappable dropped.
         Done at replay, so a trace recorded elsewhere (or with another synonym table) reads the same."""
-        from edgevlm_eval.grounding import map_to_space
+        from edgevlm_eval.core.grounding import map_to_space
 
         for r in self.records.values():
             if r.ok:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from edgevlm_eval.types import Reply, Request
+from edgevlm_eval.core.types import Reply, Request
 
 
 @dataclass(frozen=True)

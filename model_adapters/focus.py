@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from edgevlm_eval.types import Box, largest_per_label
+from edgevlm_eval.core.types import Box, largest_per_label
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any, Sequence
 
 import torch
 
-from edgevlm_eval.grounding import grounding_prompt, parse_grounding
-from edgevlm_eval.images import ImageError, load_image
-from edgevlm_eval.types import Reply, Request
+from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding
+from edgevlm_eval.core.images import ImageError, load_image
+from edgevlm_eval.core.types import Reply, Request
 
 from .base import Adapter, Capabilities
 from .prompt import R1_SUFFIX, build_conversation, hf_messages
@@ -87,7 +87,7 @@ class HFImageTextAdapter(Adapter):
         """The image size a Qwen-style processor resizes to (for `qwen_abs` grounding coordinates)."""
         if self.grounding_coords != "qwen_abs":
             return None
-        from edgevlm_eval.grounding import qwen_resized_size
+        from edgevlm_eval.core.grounding import qwen_resized_size
 
         limits = dict(getattr(getattr(self.processor, "image_processor", None), "size", None) or {})
         limits.update(self.processor_kwargs.get("images_kwargs", {}).get("size", {}))

@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgevlm_eval.errors import ConfigError
-from edgevlm_eval.grounding import grounding_prompt, parse_grounding, qwen_resized_size
-from edgevlm_eval.images import ImageError, load_image
-from edgevlm_eval.types import Reply, Request
+from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding, qwen_resized_size
+from edgevlm_eval.core.images import ImageError, load_image
+from edgevlm_eval.core.types import Reply, Request
 
 from .base import Adapter, Capabilities
 from .prompt import R1_SUFFIX, Conversation, build_conversation

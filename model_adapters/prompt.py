@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgevlm_eval.types import Request
+from edgevlm_eval.core.types import Request
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 

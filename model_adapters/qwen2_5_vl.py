@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import torch
 
-from edgevlm_eval.grounding import grounding_prompt, parse_grounding
-from edgevlm_eval.images import ImageError, load_image
-from edgevlm_eval.types import Box, Reply, Request, largest_per_label
+from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding
+from edgevlm_eval.core.images import ImageError, load_image
+from edgevlm_eval.core.types import Box, Reply, Request, largest_per_label
 
 from .base import Adapter, Capabilities
 from .focus import FocusPlan, ImageFocus, TokenGrid, focus_hook
@@ -222,7 +222,7 @@ class QwenVLAdapter(Adapter):
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-        from edgevlm_eval.errors import ConfigError
+        from edgevlm_eval.core.errors import ConfigError
 
         local = Path(checkpoint).expanduser()
         if (local.is_absolute() or checkpoint.startswith((".", "~"))) and not local.is_dir():

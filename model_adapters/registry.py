@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
-from edgevlm_eval.errors import ConfigError, UnknownNameError
+from edgevlm_eval.core.errors import ConfigError, UnknownNameError
 
 from .base import Adapter, Capabilities
 

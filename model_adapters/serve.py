@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from fastapi import Request as HTTPRequest  # module level: FastAPI resolves the string annotations here
 
-from edgevlm_eval.types import HistoryEntry, Reply, Request
+from edgevlm_eval.core.types import HistoryEntry, Reply, Request
 
 from .base import Adapter
 
@@ -302,7 +302,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from edgevlm_eval.errors import ConfigError
+    from edgevlm_eval.core.errors import ConfigError
 
     from .registry import load_adapter
 

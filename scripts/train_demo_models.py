@@ -49,15 +49,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgevlm_eval.grounding import grounding_prompt, qwen_resized_size
-from edgevlm_eval.metrics import Scored, compute
+from edgevlm_eval.core.grounding import grounding_prompt, qwen_resized_size
+from edgevlm_eval.core.metrics import Scored, compute
 from edgevlm_eval.model_adapters.focus import TokenGrid, focus_hook
 from edgevlm_eval.model_adapters.prompt import DEFAULT_SYSTEM, build_conversation, qwen_chat_text
 from edgevlm_eval.model_adapters.qwen2_5_vl import IMAGE_TOKEN, QwenVLAdapter
 from edgevlm_eval.model_adapters.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, tiny_config
 from edgevlm_eval.tasks import load_task
 from edgevlm_eval.tasks.demo import CLASSES, generate_world, render
-from edgevlm_eval.types import Focus, HistoryEntry, Request, largest_per_label
+from edgevlm_eval.core.types import Focus, HistoryEntry, Request, largest_per_label
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_adapters" / "checkpoints"
@@ -459,7 +459,7 @@ def pretrain_vision(model, adapter: QwenVLAdapter, probe: VisionProbe, sampler: 
     """Stage 1: the vision tower alone (with the probe's readout) learns to say which classes are
     in each cell. Started from random weights, the language model otherwise sees visual tokens
     that carry no usable signal yet, settles on the label prior, and stays blind."""
-    from edgevlm_eval.images import load_image
+    from edgevlm_eval.core.images import load_image
 
     params = list(model.model.visual.parameters()) + [model.lm_head.weight]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.sampling import sample_timestamps
-from edgevlm_eval.types import Box, Stream
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.sampling import sample_timestamps
+from edgevlm_eval.core.types import Box, Stream
 
 from . import ConvertContext, Converter, register_converter
 

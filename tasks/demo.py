@@ -59,8 +59,8 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edgevlm_eval.errors import ConfigError
-from edgevlm_eval.types import Box, Stream
+from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.types import Box, Stream
 
 from . import ConvertContext, Converter, register_converter
 

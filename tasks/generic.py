@@ -6,7 +6,7 @@
 - Images: the files matching `pattern` (default *.jpg, *.jpeg, *.png), sorted by name in natural
   order (digits compare as numbers, so frame2 comes before frame10), are the stream's source
   frames at `source_fps` (default: the task's fps, i.e. every image is a frame). They are
-  sampled to the task's fps with the toolkit's one sampling rule (edgevlm_eval.sampling).
+  sampled to the task's fps with the toolkit's one sampling rule (edgevlm_eval.core.sampling).
 - labels.csv: a header row, then one row per labelled frame. `frame` names an image of the
   stream's folder (its file name, or its name without extension) or, with `frame_key: index`,
   its 0-based position in name order. `labels` holds the frame's labels separated by
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.labels import normalize
-from edgevlm_eval.sampling import sample_regular
-from edgevlm_eval.types import Box, Stream
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.labels import normalize
+from edgevlm_eval.core.sampling import sample_regular
+from edgevlm_eval.core.types import Box, Stream
 
 from . import ConvertContext, Converter, register_converter
 

@@ -32,9 +32,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.sampling import sample_regular
-from edgevlm_eval.types import Stream
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.sampling import sample_regular
+from edgevlm_eval.core.types import Stream
 
 from . import ConvertContext, Converter, register_converter
 

@@ -14,7 +14,7 @@ from PIL import Image
 from edgevlm_eval.model_adapters.base import Adapter, Capabilities
 from edgevlm_eval.model_adapters.registry import load_adapter
 from edgevlm_eval.model_adapters.serve import create_app, run_in_thread
-from edgevlm_eval.types import Box, HistoryEntry, Reply, Request
+from edgevlm_eval.core.types import Box, HistoryEntry, Reply, Request
 
 SNIPPET = "This is the image from 2 seconds ago; detected car, pedestrian."
 

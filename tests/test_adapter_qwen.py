@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from edgevlm_eval.errors import ConfigError
+from edgevlm_eval.core.errors import ConfigError
 from edgevlm_eval.model_adapters.focus import FocusPlan, ImageFocus, TokenGrid, grvr_weights, scale_rows
 from edgevlm_eval.model_adapters.qwen2_5_vl import QwenVLAdapter, forward_logits
 from edgevlm_eval.model_adapters.registry import load_adapter
-from edgevlm_eval.types import Box, Focus, HistoryEntry, Request
+from edgevlm_eval.core.types import Box, Focus, HistoryEntry, Request
 
 SNIPPET = "This is the image from 1 seconds ago; detected car."
 
@@ -138,7 +138,7 @@ def test_generic_hf_adapter_matches_qwen_adapter(frames):
 def test_real_image_processor_checkpoint_limits_1600x900():
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from edgevlm_eval.grounding import qwen_resized_size
+    from edgevlm_eval.core.grounding import qwen_resized_size
 
     ip = Qwen2VLImageProcessorPil(size={"shortest_edge": 3136, "longest_edge": 12845056})
     out = ip(images=[Image.new("RGB", (1600, 900))], return_tensors="pt")
@@ -340,7 +340,7 @@ def test_grounding_request_maps_boxes_to_original_pixels(frames):
     prep = a.prepare([req])
     row = prep.rows[0]
     assert row.grids[0].resized == (252, 168)
-    from edgevlm_eval.types import Reply
+    from edgevlm_eval.core.types import Reply
 
     rep = Reply(text='<answer>car</answer>```json\n[{"bbox_2d": [25.2, 16.8, 126, 84], "label": "car"}]\n```')
     a._ground(rep, row)

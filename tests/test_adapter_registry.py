@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgevlm_eval.errors import ConfigError, UnknownNameError
+from edgevlm_eval.core.errors import ConfigError, UnknownNameError
 from edgevlm_eval.model_adapters.registry import list_models, load_adapter, resolve
 
 EXPECTED = {"qwen2.5-vl-3b", "qwen2.5-vl-7b", "qwen2.5-vl-72b", "qwen2.5-vl-72b-api", "vlm-r1", "vlm-r1-rec",
@@ -83,7 +83,7 @@ def test_tiny_entries_load_and_run(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from edgevlm_eval.types import Request
+    from edgevlm_eval.core.types import Request
 
     p = tmp_path / "a.png"
     Image.fromarray(np.full((56, 84, 3), 120, dtype=np.uint8)).save(p)

@@ -2,10 +2,10 @@ import math
 
 import pytest
 
-from edgevlm_eval.bootstrap import (Interval, bootstrap_metrics, bootstrap_ratio, bootstrap_run, bootstrap_streams,
+from edgevlm_eval.core.bootstrap import (Interval, bootstrap_metrics, bootstrap_ratio, bootstrap_run, bootstrap_streams,
                                     per_stream_items, resample_indices)
-from edgevlm_eval.labels import LabelSpace
-from edgevlm_eval.metrics import Scored
+from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.metrics import Scored
 
 SINGLE = LabelSpace(names=["a", "b"], multi_label=False)
 MULTI = LabelSpace(names=["car", "truck", "pedestrian"])

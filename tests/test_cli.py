@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgevlm_eval.cli import main
+from edgevlm_eval.app.cli import main
 
 
 def run(capsys, *argv):
@@ -108,7 +108,7 @@ def test_user_task_includes_shipped_bases_by_name(capsys, tmp_path):
 def test_user_converter_by_import_path(capsys, tmp_path, monkeypatch):
     (tmp_path / "my_conv.py").write_text(textwrap.dedent("""
         from edgevlm_eval.tasks import Converter
-        from edgevlm_eval.types import Stream
+        from edgevlm_eval.core.types import Stream
 
         class Shelf(Converter):
             name = "shelf"

@@ -12,7 +12,7 @@ from edgevlm_eval.collab.latency import (ConstantUplink, FileLatency, FixedLaten
                                           check_latency_arrays, parse_latency)
 from edgevlm_eval.collab.testing import toy_streams, toy_task, toy_trace
 from edgevlm_eval.collab.trace import read_trace, write_trace
-from edgevlm_eval.errors import ConfigError, DatasetError
+from edgevlm_eval.core.errors import ConfigError, DatasetError
 
 
 @pytest.fixture
@@ -195,7 +195,7 @@ def test_trace_duplicate_and_bad_latency_named(tmp_path, streams):
 
 def test_5g_preset_is_the_documented_lognormal():
     from edgevlm_eval.collab.latency import LogNormalLatency, parse_latency
-    from edgevlm_eval.errors import ConfigError
+    from edgevlm_eval.core.errors import ConfigError
 
     src = parse_latency("5g")
     assert isinstance(src, LogNormalLatency)

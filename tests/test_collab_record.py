@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from edgevlm_eval.collab.record import record
+from edgevlm_eval.app.record import record
 from edgevlm_eval.collab.search import Target, dry_lcr, parse_target, search_keyframe, search_theta
 from edgevlm_eval.collab.simulator import SimConfig, Simulator
 from edgevlm_eval.collab.strategies import RunSpec
 from edgevlm_eval.collab.testing import ScriptedLVLM, ScriptedSVLM, replay, toy_streams, toy_task, toy_trace
 from edgevlm_eval.collab.trace import read_trace
-from edgevlm_eval.errors import ConfigError
+from edgevlm_eval.core.errors import ConfigError
 from edgevlm_eval.model_adapters.base import Capabilities
-from edgevlm_eval.types import Box
+from edgevlm_eval.core.types import Box
 
 
 def _lvlm(**kw):
@@ -128,8 +128,8 @@ def test_theta_search_by_hand():
 def test_replay_maps_roi_labels_into_the_task_space(tmp_path):
     """ROIs keep the model's own words in the trace; replay maps them (synonyms, plurals), keeps the
     largest per label and drops what names no label."""
-    from edgevlm_eval.labels import LabelSpace
-    from edgevlm_eval.types import Box
+    from edgevlm_eval.core.labels import LabelSpace
+    from edgevlm_eval.core.types import Box
     from edgevlm_eval.collab.trace import TraceRecord, read_trace, write_trace
 
     rois = (Box("Cars", 0, 0, 10, 10), Box("car", 0, 0, 30, 30), Box("people", 5, 5, 8, 9), Box("spaceship", 0, 0, 99, 99))

@@ -8,8 +8,8 @@ from edgevlm_eval.collab.accounting import summarise_run
 from edgevlm_eval.collab.latency import ConstantUplink
 from edgevlm_eval.collab.strategies import INF, RunSpec
 from edgevlm_eval.collab.testing import ScriptedSVLM, replay, toy_streams, toy_task, toy_trace
-from edgevlm_eval.errors import DatasetError, UnknownNameError
-from edgevlm_eval.types import Box
+from edgevlm_eval.core.errors import DatasetError, UnknownNameError
+from edgevlm_eval.core.types import Box
 
 # 1 stream, 1 FPS, tau = 1, edge latency 0.1 s. SVLM says "car"; the LVLM says "car, truck".
 LAT = [0.5, 1.5, 0.9, 3.0, 0.2, 1.05]

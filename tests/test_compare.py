@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from edgevlm_eval import cli
-from edgevlm_eval.bootstrap import bootstrap_difference, bootstrap_metrics, per_stream_items
-from edgevlm_eval.compare import compare_runs
-from edgevlm_eval.errors import EdgeVLMError, UnknownNameError
-from edgevlm_eval.labels import LabelSpace
+from edgevlm_eval.app import cli
+from edgevlm_eval.core.bootstrap import bootstrap_difference, bootstrap_metrics, per_stream_items
+from edgevlm_eval.app.compare import compare_runs
+from edgevlm_eval.core.errors import EdgeVLMError, UnknownNameError
+from edgevlm_eval.core.labels import LabelSpace
 
 SPACE = LabelSpace(names=["car", "truck"], multi_label=True)
 

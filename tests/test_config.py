@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from edgevlm_eval.config import load_task_file
-from edgevlm_eval.errors import ConfigError, DatasetError, UnknownNameError
+from edgevlm_eval.core.taskconfig import load_task_file
+from edgevlm_eval.core.errors import ConfigError, DatasetError, UnknownNameError
 from edgevlm_eval.tasks import discover, load_task
 
 BASE = """

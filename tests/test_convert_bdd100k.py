@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgevlm_eval.config import load_merged, task_from_dict
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.streams import load_streams
+from edgevlm_eval.core.taskconfig import load_merged, task_from_dict
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.tasks.streams import load_streams
 from edgevlm_eval.tasks import TASKS_DIR, load_task
 
 VA, VB = "aaaa0001-00000001", "bbbb0002-00000002"

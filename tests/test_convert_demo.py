@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgevlm_eval.errors import ConfigError
-from edgevlm_eval.streams import load_streams
+from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.tasks.streams import load_streams
 from edgevlm_eval.tasks import TASKS_DIR, load_task
 from edgevlm_eval.tasks.demo import (CLASSES, DEFAULTS, LOOKS, MAX_OBJECTS, generate_world, make_frame,
                                      render)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.streams import load_streams
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.tasks.streams import load_streams
 from edgevlm_eval.tasks import TASKS_DIR, discover, load_task
 from edgevlm_eval.tasks.generic import natural_key
-from edgevlm_eval.types import Box
+from edgevlm_eval.core.types import Box
 
 
 def make_frames(root: Path, stream: str, names: list[str]):

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from edgevlm_eval.config import load_merged, task_from_dict
-from edgevlm_eval.errors import ConfigError, DatasetError
-from edgevlm_eval.streams import load_streams
+from edgevlm_eval.core.taskconfig import load_merged, task_from_dict
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.tasks.streams import load_streams
 from edgevlm_eval.tasks import TASKS_DIR, load_task
 
 V1, V2 = "1CM1_1_R_#217", "4CM11_5_L_#99"

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from edgevlm_eval.cli import main
+from edgevlm_eval.app.cli import main
 
 LATENCY = "5g"
 

@@ -17,10 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from edgevlm_eval import model_adapters  # noqa: E402
-from edgevlm_eval.metrics import Scored, compute  # noqa: E402
+from edgevlm_eval.core.metrics import Scored, compute  # noqa: E402
 from edgevlm_eval.tasks import load_task  # noqa: E402
 from edgevlm_eval.tasks.demo import generate_world, render  # noqa: E402
-from edgevlm_eval.types import HistoryEntry, Request  # noqa: E402
+from edgevlm_eval.core.types import HistoryEntry, Request  # noqa: E402
 
 CHECKPOINTS = Path(model_adapters.__file__).resolve().parent / "checkpoints"
 

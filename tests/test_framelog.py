@@ -10,8 +10,8 @@ from edgevlm_eval.collab.accounting import summarise, without_timings
 from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done
 from edgevlm_eval.collab.strategies import RunSpec
 from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
-from edgevlm_eval.errors import DatasetError
-from edgevlm_eval.framelog import FrameLogWriter, check_unique, read_framelog
+from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.core.framelog import FrameLogWriter, check_unique, read_framelog
 
 SPECS = [RunSpec("edgevlm", K_call=2, K_delay=2), RunSpec("laecips", theta=0.5), RunSpec("adas", kappa=1.5),
          RunSpec("parallel", K_call=1, K_delay=3), RunSpec("svlm_only")]

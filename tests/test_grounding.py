@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgevlm_eval.grounding import grounding_prompt, map_to_space, parse_grounding, qwen_resized_size, to_original
-from edgevlm_eval.labels import LabelSpace
-from edgevlm_eval.types import Box
+from edgevlm_eval.core.grounding import grounding_prompt, map_to_space, parse_grounding, qwen_resized_size, to_original
+from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.types import Box
 
 SPACE = LabelSpace(names=["car", "pedestrian", "traffic cone"], synonyms={"pedestrian": ["person", "people"]})
 

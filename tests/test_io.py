@@ -1,7 +1,7 @@
 import os
 import stat
 
-from edgevlm_eval.io import atomic_write_json, atomic_write_text
+from edgevlm_eval.core.io import atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_replaces_and_uses_normal_mode(tmp_path):

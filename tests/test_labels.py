@@ -1,6 +1,6 @@
 import pytest
 
-from edgevlm_eval.labels import LabelSpace, extract_answer_text
+from edgevlm_eval.core.labels import LabelSpace, extract_answer_text
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from edgevlm_eval import cli
-from edgevlm_eval.errors import DatasetError
-from edgevlm_eval.leaderboard import (PAPER_SOURCE, LeaderboardError, add_bootstrap, build, load_rows, to_markdown)
+from edgevlm_eval.app import cli
+from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.app.leaderboard import (PAPER_SOURCE, LeaderboardError, add_bootstrap, build, load_rows, to_markdown)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_DIR = REPO / "results" / "paper"

@@ -1,7 +1,7 @@
 import pytest
 
-from edgevlm_eval.labels import LabelSpace
-from edgevlm_eval.metrics import Scored, compute
+from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.metrics import Scored, compute
 
 SPACE = LabelSpace(names=["car", "truck", "pedestrian", "bicycle"])
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgevlm_eval import cli
-from edgevlm_eval.leaderboard import load_rows
-from edgevlm_eval.plotting import (Size, delay_series, lcr_points, pareto_front, plot_latency_trace,
+from edgevlm_eval.app import cli
+from edgevlm_eval.app.leaderboard import load_rows
+from edgevlm_eval.app.plotting import (Size, delay_series, lcr_points, pareto_front, plot_latency_trace,
                                    plot_metric_vs_delay, plot_metric_vs_lcr, plot_results, plot_sweep, sweep_rows)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import json
 
 from edgevlm_eval.collab.accounting import summarise_run
 from edgevlm_eval.collab.testing import toy_task
-from edgevlm_eval.results import FORMAT, REDACTED, build_results, provenance, redact, write_results
+from edgevlm_eval.app.results import FORMAT, REDACTED, build_results, provenance, redact, write_results
 
 
 def _line(frame, pred, upload=False, lag=None, output="svlm", invalid=None, scored=True):
@@ -63,7 +63,7 @@ def test_paths_inside_the_toolkit_are_portable():
     from pathlib import Path
 
     from edgevlm_eval import model_adapters
-    from edgevlm_eval.results import portable_paths
+    from edgevlm_eval.app.results import portable_paths
 
     shipped = str(Path(model_adapters.__file__).resolve().parent / "checkpoints" / "demo-svlm")
     doc = {"svlm": {"checkpoint": shipped, "other": "/data/ckpt"}, "list": [shipped]}

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from edgevlm_eval import runner
-from edgevlm_eval.cli import build_run_parser
+from edgevlm_eval.app import runner
+from edgevlm_eval.app.cli import build_run_parser
 from edgevlm_eval.collab.accounting import without_timings
 from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
 from edgevlm_eval.collab.trace import write_trace
-from edgevlm_eval.errors import ConfigError, UnknownNameError
-from edgevlm_eval.framelog import read_logs
-from edgevlm_eval.results import REDACTED, redact
+from edgevlm_eval.core.errors import ConfigError, UnknownNameError
+from edgevlm_eval.core.framelog import read_logs
+from edgevlm_eval.app.results import REDACTED, redact
 
 N_STREAMS, N_FRAMES = 3, 12
 
@@ -101,7 +101,7 @@ def test_all_strategies_results_json(world, capsys):
 
 
 def test_all_adds_only_the_switch_rungs_below_the_users(world):
-    from edgevlm_eval.runner import ablation_switches
+    from edgevlm_eval.app.runner import ablation_switches
 
     base = runner.base_spec(_args(world[3], world[2], "--no-grvr"))
     assert [i.spec.run_id for i in ablation_switches(base, None)] == ["edgevlm+CRM"]

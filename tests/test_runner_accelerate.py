@@ -15,8 +15,8 @@ from edgevlm_eval.collab.accounting import without_timings
 
 SCRIPT = textwrap.dedent('''
     import sys
-    from edgevlm_eval import runner
-    from edgevlm_eval.cli import build_run_parser
+    from edgevlm_eval.app import runner
+    from edgevlm_eval.app.cli import build_run_parser
     from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
     from edgevlm_eval.collab.trace import write_trace
     import edgevlm_eval.model_adapters.registry as reg

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from edgevlm_eval.cli import main
+from edgevlm_eval.app.cli import main
 
 BASE = ["--task", "demo", "--svlm", "tiny-qwen2.5-vl", "--limit", "1", "--max-frames", "3", "--edge-fast"]
 

@@ -9,9 +9,9 @@ import json
 import pytest
 
 pytest.importorskip("edgevlm_eval.model_adapters.registry")
-from edgevlm_eval import cli  # noqa: E402
+from edgevlm_eval.app import cli  # noqa: E402
 from edgevlm_eval.collab.trace import read_trace  # noqa: E402
-from edgevlm_eval.runner import rescore_main  # noqa: E402
+from edgevlm_eval.app.runner import rescore_main  # noqa: E402
 
 
 def test_record_then_run_on_the_demo_task(tmp_path, capsys):

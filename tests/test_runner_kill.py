@@ -12,12 +12,12 @@ import textwrap
 import time
 
 from edgevlm_eval.collab.accounting import without_timings
-from edgevlm_eval.framelog import check_unique, read_logs
+from edgevlm_eval.core.framelog import check_unique, read_logs
 
 SCRIPT = textwrap.dedent('''
     import sys, time
-    from edgevlm_eval import runner
-    from edgevlm_eval.cli import build_run_parser
+    from edgevlm_eval.app import runner
+    from edgevlm_eval.app.cli import build_run_parser
     from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
     from edgevlm_eval.collab.trace import write_trace
     import edgevlm_eval.model_adapters.registry as reg

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edgevlm_eval.collab.record import record
+from edgevlm_eval.app.record import record
 from edgevlm_eval.collab.simulator import SimConfig, Simulator
 from edgevlm_eval.collab.strategies import INF, RunSpec
 from edgevlm_eval.collab.testing import ScriptedLVLM, toy_streams, toy_task
 from edgevlm_eval.collab.trace import read_trace
-from edgevlm_eval.types import Box
+from edgevlm_eval.core.types import Box
 
 registry = pytest.importorskip("edgevlm_eval.model_adapters.registry")
 

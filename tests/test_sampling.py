@@ -1,6 +1,6 @@
 import pytest
 
-from edgevlm_eval.sampling import sample_regular, sample_timestamps
+from edgevlm_eval.core.sampling import sample_regular, sample_timestamps
 
 
 def test_regular_rates():

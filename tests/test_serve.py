@@ -20,7 +20,7 @@ from edgevlm_eval.model_adapters.openai_compat import data_url, openai_messages
 from edgevlm_eval.model_adapters.prompt import build_conversation
 from edgevlm_eval.model_adapters.serve import (BadRequest, add_arguments, create_app, messages_to_request,
                                                run_in_thread)
-from edgevlm_eval.types import HistoryEntry, Reply, Request
+from edgevlm_eval.core.types import HistoryEntry, Reply, Request
 
 REPO = Path(__file__).resolve().parents[1]
 

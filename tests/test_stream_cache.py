@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgevlm_eval.errors import DatasetError
-from edgevlm_eval.streams import FORMAT, cache_dir, load_streams, read_streams, write_streams
+from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.tasks.streams import FORMAT, cache_dir, load_streams, read_streams, write_streams
 from edgevlm_eval.tasks import TASKS_DIR, load_task
 from edgevlm_eval.tasks.demo import DemoConverter
 from edgevlm_eval.tasks.generic import GenericConverter
-from edgevlm_eval.types import Box, Frame, Stream
+from edgevlm_eval.core.types import Box, Frame, Stream
 
 
 def make_dataset(root: Path) -> Path:

@@ -5,7 +5,7 @@ Two layers:
   `plot_metric_vs_lcr` (the Table 2 comparison as a Pareto picture), `plot_sweep` (Table 1 /
   Fig. 5: LCR, LHL and metric against K_call or K_delay), `plot_metric_vs_delay` (the latency
   study, fixed delay d) and `plot_latency_trace` (Fig. 4: per-frame LVLM latency with the tau line);
-- thin adapters that read results files (through `edgevlm_eval.leaderboard.load_rows`, the one
+- thin adapters that read results files (through `edgevlm_eval.app.leaderboard.load_rows`, the one
   results reader) and LVLM traces, and the `edgevlm-eval plot` command.
 
 Figures are drawn on `matplotlib.figure.Figure` objects with the Agg canvas, never through
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .errors import DatasetError, EdgeVLMError
+from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
 
 FORMATS = ("png", "svg")
 KINDS = ("lcr", "sweep", "delay", "latency")
@@ -339,7 +339,7 @@ def latency_series(trace_path: str | Path, *, streams: Sequence[str] | None = No
                    fps: float | None = None) -> tuple[dict[str, list[tuple[float, float]]], dict]:
     """{stream: [(s_t, L_t)]} from an LVLM trace file, and its header. Capture time is
     frame / fps (fps from the argument, else the trace header, else 1)."""
-    from .collab.trace import read_trace
+    from edgevlm_eval.collab.trace import read_trace
 
     trace = read_trace(trace_path)
     fps = float(fps or trace.header.get("fps") or 1.0)
@@ -369,7 +369,7 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path, *, kinds: Seq
     version, task data, evaluation settings and LVLM trace): otherwise a LeaderboardError names
     what differs, and with `allow_mixed` each compatible group gets its own figures (`_A`, `_B`,
     ... after the name), the paper's numbers drawn in each."""
-    from .leaderboard import PAPER_SOURCE, LeaderboardError, compat_groups, is_trace_file, load_rows
+    from edgevlm_eval.app.leaderboard import PAPER_SOURCE, LeaderboardError, compat_groups, is_trace_file, load_rows
 
     out_dir = Path(out_dir)
     trace_files = [Path(p) for p in paths if is_trace_file(p)]
@@ -494,7 +494,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from .console import console as make_console
+    from edgevlm_eval.app.console import console as make_console
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]

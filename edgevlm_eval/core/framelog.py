@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import DatasetError
+from edgevlm_eval.core.errors import DatasetError
 
 FORMAT = "edgevlm-eval.framelog/1"
 LOG_GLOB = "frames*.jsonl"

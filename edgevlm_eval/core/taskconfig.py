@@ -15,9 +15,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import ConfigError, DatasetError
-from .labels import LabelSpace
-from .metrics import KNOWN_METRICS
+from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.metrics import KNOWN_METRICS
 
 # key -> (type(s), required). Nested mappings are checked by their own tables below.
 _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {

@@ -1,6 +1,6 @@
 """The main command's engine part: strategies, protocols, equal-LCR search, resume and sharding.
 
-`edgevlm_eval.cli` parses the task/model/data flags, converts the streams, then calls
+`edgevlm_eval.app.cli` parses the task/model/data flags, converts the streams, then calls
 `add_run_arguments(parser)` (the engine's flags) and `run_main(args, task, streams, stream_info)`.
 
 A run folder `<output-dir>/<task>/<run-name>/` holds
@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import TaskConfig
-from .errors import ConfigError, DatasetError, EdgeVLMError
-from .framelog import FrameLogWriter, log_name, read_logs
-from .io import atomic_write_json
-from .results import build_results, provenance, redact, write_results
-from .types import Stream
+from edgevlm_eval.core.taskconfig import TaskConfig
+from edgevlm_eval.core.errors import ConfigError, DatasetError, EdgeVLMError
+from edgevlm_eval.core.framelog import FrameLogWriter, log_name, read_logs
+from edgevlm_eval.core.io import atomic_write_json
+from edgevlm_eval.app.results import build_results, provenance, redact, write_results
+from edgevlm_eval.core.types import Stream
 
 ENGINE_DESTS = ("strategy", "trace", "latency", "uplink", "K_call", "K_delay", "tau", "delta", "H", "crm", "ggvr",
                 "grvr", "alpha", "mu", "theta", "laecips_strict", "kappa", "adas_beta", "dvlm_tokens", "dvlm_hidden",
@@ -61,8 +61,8 @@ def _edge_latency(text: str):
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    from .collab.protocols import PROTOCOLS
-    from .collab.strategies import STRATEGIES
+    from edgevlm_eval.collab.protocols import PROTOCOLS
+    from edgevlm_eval.collab.strategies import STRATEGIES
 
     g = p.add_argument_group("collaboration engine (see docs/method.md)")
     g.add_argument("--strategy", default="edgevlm", metavar="S[,S...]",
@@ -132,7 +132,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _suggest_on_error(p: argparse.ArgumentParser) -> None:
     """An unknown switch (`--no-crmm`) gets the nearest known options in the error message."""
-    from .errors import nearest
+    from edgevlm_eval.core.errors import nearest
 
     orig = p.error
 
@@ -212,7 +212,7 @@ def shard(streams: Sequence[Stream], rank: int, world: int) -> list[Stream]:
 
 def load_svlm(spec: str, world: int = 1):
     """The SVLM adapter; when sharded over several GPUs, one model per process on its own GPU."""
-    from .model_adapters.registry import load_adapter
+    from edgevlm_eval.model_adapters.registry import load_adapter
 
     if world > 1:
         try:
@@ -230,7 +230,7 @@ def load_svlm(spec: str, world: int = 1):
 
 
 def _strategies(text: str) -> list[str]:
-    from .collab.strategies import STRATEGIES, RunSpec
+    from edgevlm_eval.collab.strategies import STRATEGIES, RunSpec
 
     names = list(STRATEGIES) if text.strip() == "all" else [s.strip() for s in text.split(",") if s.strip()]
     for n in names:
@@ -239,7 +239,7 @@ def _strategies(text: str) -> list[str]:
 
 
 def base_spec(args):
-    from .collab.strategies import RunSpec
+    from edgevlm_eval.collab.strategies import RunSpec
 
     return RunSpec(strategy="edgevlm", K_call=args.K_call, K_delay=args.K_delay, crm=args.crm, ggvr=args.ggvr,
                    grvr=args.grvr, alpha=args.alpha, mu=args.mu, theta=args.theta,
@@ -250,9 +250,9 @@ def base_spec(args):
 
 
 def make_plan(args, have_uplink: bool):
-    from .collab.protocols import Plan, PlanItem, make_plan as proto_plan
-    from .collab.search import parse_target
-    from .collab.strategies import LCR_KNOB
+    from edgevlm_eval.collab.protocols import Plan, PlanItem, make_plan as proto_plan
+    from edgevlm_eval.collab.search import parse_target
+    from edgevlm_eval.collab.strategies import LCR_KNOB
 
     base = base_spec(args)
     if args.protocol:
@@ -281,7 +281,7 @@ def ablation_switches(base, target) -> list:
     ladder without the all-frames upload, named as there: `edgevlm+CRM` is CRM alone, `edgevlm+GGVR`
     is CRM + GGVR; the full `edgevlm` run is + GRVR).
     Only the rungs below the switches the user left on are added."""
-    from .collab.protocols import PlanItem
+    from edgevlm_eval.collab.protocols import PlanItem
 
     if not base.crm:
         return []
@@ -295,8 +295,8 @@ def ablation_switches(base, target) -> list:
 
 
 def sim_config(args):
-    from .collab.latency import NetworkLatency, parse_latency, parse_uplink
-    from .collab.simulator import SimConfig
+    from edgevlm_eval.collab.latency import NetworkLatency, parse_latency, parse_uplink
+    from edgevlm_eval.collab.simulator import SimConfig
 
     uplink = parse_uplink(args.uplink)
     if uplink is None and str(args.latency).startswith("network:"):
@@ -326,7 +326,7 @@ def resolved_config(args, cfg, task: TaskConfig) -> dict:
 def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
     from rich.table import Table
 
-    from .console import console
+    from edgevlm_eval.app.console import console
 
     t = Table(title=title)
     for c in columns:
@@ -354,8 +354,8 @@ def _record_once(args, task, streams, rank: int, world: int):
     """No --trace: record the LVLM's trace into the output folder (resumable), or reuse the one a
     previous run recorded there. Record once, replay many: every later strategy replays it.
     Returns (path, the trace as read when it was already complete, else None)."""
-    from .collab.record import record_with_progress, trace_path_for
-    from .collab.trace import read_trace
+    from edgevlm_eval.app.record import record_with_progress, trace_path_for
+    from edgevlm_eval.collab.trace import read_trace
 
     if not getattr(args, "lvlm", None):
         raise ConfigError("these strategies replay the LVLM's replies: give --lvlm L (its trace is recorded once "
@@ -384,9 +384,9 @@ def run_main(args, task: TaskConfig, streams: list[Stream], stream_info: dict) -
 
 def _run(args, task, streams, stream_info) -> int:
     apply_engine_config(args)
-    from .collab.search import search, search_theta
-    from .collab.simulator import Simulator, load_done
-    from .collab.trace import read_trace
+    from edgevlm_eval.collab.search import search, search_theta
+    from edgevlm_eval.collab.simulator import Simulator, load_done
+    from edgevlm_eval.collab.trace import read_trace
 
     rank, world = _dist()
     cfg = sim_config(args)
@@ -479,7 +479,7 @@ def _run(args, task, streams, stream_info) -> int:
             items.append(it)
     probe_added = False
     if later and not any(it.spec.strategy == "svlm_only" for it in items):
-        from .collab.protocols import PlanItem
+        from edgevlm_eval.collab.protocols import PlanItem
 
         items.insert(0, PlanItem(later[0].spec.with_(strategy="svlm_only", name="svlm_only"), None, "probe",
                                  "SVLM only (probe for LAECIPS' theta)"))
@@ -531,7 +531,7 @@ def _plot(folder: Path) -> None:
     """The figures the run's results support (metric vs LCR, sweeps, delay), next to them. A plot
     that fails is reported, never fatal: the results are already written."""
     try:
-        from .plotting import plot_results
+        from edgevlm_eval.app.plotting import plot_results
 
         files = plot_results([folder / "results.json"], folder / "plots", formats=("png",), include_paper=False)
     except Exception as e:  # noqa: BLE001 - plotting must not lose a finished run
@@ -567,11 +567,11 @@ def _write_run_json(path, rank, chash, args, cfg, task, plan, items, searches, p
 def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = None,
                         svlm_info: dict | None = None) -> dict:
     """results.json from run.json + the per-frame logs (the pure scoring path)."""
-    from .collab.accounting import summarise
-    from .collab.protocols import Plan, PlanItem, table
-    from .collab.search import Target
-    from .collab.strategies import RunSpec, spec_fields
-    from .framelog import check_unique
+    from edgevlm_eval.collab.accounting import summarise
+    from edgevlm_eval.collab.protocols import Plan, PlanItem, table
+    from edgevlm_eval.collab.search import Target
+    from edgevlm_eval.collab.strategies import RunSpec, spec_fields
+    from edgevlm_eval.core.framelog import check_unique
 
     run_json = folder / "run.json"
     if not run_json.exists():
@@ -594,7 +594,7 @@ def results_from_folder(folder: Path, task: TaskConfig, *, extra: dict | None = 
                                   f"{s['search']['target']} %, the nearest its knob reaches on these frames "
                                   "(compare it with that in mind)")
         if n_boot > 0:
-            from .bootstrap import METHOD, bootstrap_run, intervals_to_json
+            from edgevlm_eval.core.bootstrap import METHOD, bootstrap_run, intervals_to_json
 
             seed = int(config.get("bootstrap_seed") or 0)
             s["ci"] = intervals_to_json(bootstrap_run(lines, rid, task.label_space, task.metrics, n=n_boot, seed=seed))
@@ -627,7 +627,7 @@ def _trace_prov(config: dict) -> dict:
     p = config.get("trace")
     if not p or not Path(p).exists():
         return {"path": p} if p else {}
-    from .collab.trace import file_sha256
+    from edgevlm_eval.collab.trace import file_sha256
 
     out = {"path": p, "sha256": file_sha256(p)}
     try:
@@ -676,11 +676,11 @@ def rescore(folder: Path, task: TaskConfig, print_table: bool = True) -> int:
 
 
 def rescore_main(argv: Sequence[str] | None = None) -> int:
-    """`python -m edgevlm_eval.runner RUN_FOLDER --task T`: results.json from a run folder's log,
+    """`python -m edgevlm_eval.app.runner RUN_FOLDER --task T`: results.json from a run folder's log,
     without models and without the dataset (only the task's YAML: labels and metrics)."""
-    from .tasks import load_task
+    from edgevlm_eval.tasks import load_task
 
-    p = argparse.ArgumentParser(prog="python -m edgevlm_eval.runner", description=rescore_main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m edgevlm_eval.app.runner", description=rescore_main.__doc__)
     p.add_argument("folder", help="run folder (holds run.json and frames*.jsonl)")
     p.add_argument("--task", required=True, help="task name or YAML path")
     p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[])

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from .labels import LabelSpace
+from edgevlm_eval.core.labels import LabelSpace
 
 MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "exact_match")
 SINGLE_LABEL_METRICS = ("accuracy",)

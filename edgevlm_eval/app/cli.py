@@ -15,16 +15,16 @@ import importlib
 import sys
 from typing import Callable, Sequence
 
-from . import __version__
-from .errors import EdgeVLMError
+from edgevlm_eval import __version__
+from edgevlm_eval.core.errors import EdgeVLMError
 
 # name -> (module, one-line help). Modules are imported only when their subcommand runs.
 PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
-    "record": ("edgevlm_eval.collab.record", "run the LVLM on every frame of a task and write an LVLM trace"),
+    "record": ("edgevlm_eval.app.record", "run the LVLM on every frame of a task and write an LVLM trace"),
     "serve": ("edgevlm_eval.model_adapters.serve", "serve a local model as an OpenAI-compatible endpoint"),
-    "leaderboard": ("edgevlm_eval.leaderboard", "collect results JSONs into one table"),
-    "plot": ("edgevlm_eval.plotting", "plot results (metric vs LCR, sweeps, latency)"),
-    "compare": ("edgevlm_eval.compare", "paired bootstrap: is run A better than run B on the same frames"),
+    "leaderboard": ("edgevlm_eval.app.leaderboard", "collect results JSONs into one table"),
+    "plot": ("edgevlm_eval.app.plotting", "plot results (metric vs LCR, sweeps, latency)"),
+    "compare": ("edgevlm_eval.app.compare", "paired bootstrap: is run A better than run B on the same frames"),
 }
 CORE_COMMANDS = {
     "run": "evaluate strategies on a task (the default command)",
@@ -43,7 +43,7 @@ Dataset roots come from --data-root or the environment variable each task names 
 
 
 def _console():
-    from .console import console
+    from edgevlm_eval.app.console import console
 
     return console()
 
@@ -97,7 +97,7 @@ def build_run_parser(prog: str = "edgevlm-eval") -> argparse.ArgumentParser:
     _add_selection_args(g)
     g.add_argument("--output-dir", dest="output_dir", default="runs", metavar="D",
                    help="where results JSON, per-frame log and plots go (default: ./runs)")
-    runner = _import_plugin("edgevlm_eval.runner")
+    runner = _import_plugin("edgevlm_eval.app.runner")
     if runner is not None:
         runner.add_run_arguments(p)
     return p
@@ -151,8 +151,8 @@ def _progress_counter(description: str):
 def load_task_and_streams(args, task=None) -> tuple:
     """(task, streams, info) for the --task/--data-root/--limit/--max-frames arguments (`task`:
     the TaskConfig when the caller has already loaded it)."""
-    from .streams import load_streams
-    from .tasks import load_task
+    from edgevlm_eval.tasks.streams import load_streams
+    from edgevlm_eval.tasks import load_task
 
     task = task or load_task(args.task, args.tasks_dir)
     prog, advance = _progress_counter(f"converting {task.name}")
@@ -175,7 +175,7 @@ def _summary_line(task, streams) -> str:
 
 def cmd_run(args) -> int:
     con = _console()
-    from .tasks import load_task
+    from edgevlm_eval.tasks import load_task
 
     task = load_task(args.task, args.tasks_dir)  # fail fast on a bad task before checking models
     registry = _import_plugin("edgevlm_eval.model_adapters.registry")
@@ -186,11 +186,11 @@ def cmd_run(args) -> int:
             registry.resolve(spec)  # unknown name -> UnknownNameError with the known names
     task, streams, info = load_task_and_streams(args, task)
     con.print(_summary_line(task, streams) + (" (from cache)" if info["cache_hit"] else ""))
-    runner = _import_plugin("edgevlm_eval.runner")
+    runner = _import_plugin("edgevlm_eval.app.runner")
     if registry is None:
         missing.append("model adapters (edgevlm_eval.model_adapters.registry)")
     if runner is None:
-        missing.append("the collaboration engine (edgevlm_eval.runner)")
+        missing.append("the collaboration engine (edgevlm_eval.app.runner)")
     if missing:
         con.print("[yellow]The task converts, but this installation lacks " + " and ".join(missing) +
                   "; nothing was evaluated.[/yellow]")
@@ -203,7 +203,7 @@ def cmd_tasks(args) -> int:
 
     from rich.table import Table
 
-    from .tasks import discover, load_task_file
+    from edgevlm_eval.tasks import discover, load_task_file
 
     rows = []
     for name, path in sorted(discover(args.tasks_dir).items()):
@@ -267,8 +267,8 @@ def cmd_models(args) -> int:
 
 
 def cmd_streams(args) -> int:
-    from .images import check_image
-    from .streams import write_streams
+    from edgevlm_eval.core.images import check_image
+    from edgevlm_eval.tasks.streams import write_streams
 
     task, streams, info = load_task_and_streams(args)
     extra = {"cache_key": info["cache_key"], "root": info["root"]}

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
-from .errors import DatasetError, EdgeVLMError
+from edgevlm_eval import __version__
+from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
 
 PAPER_SOURCE = "reported in the paper"
 REPRODUCED = "reproduced"
@@ -393,9 +393,9 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
     """Fill in bootstrap intervals (over streams) for reproduced rows that have none, from the
     per-frame log(s) next to their results file (`frames*.jsonl`, docs/results.md). Returns how
     many rows got intervals; rows whose log is missing are listed in `notes`."""
-    from .bootstrap import bootstrap_run
-    from .framelog import read_logs
-    from .labels import LabelSpace
+    from edgevlm_eval.core.bootstrap import bootstrap_run
+    from edgevlm_eval.core.framelog import read_logs
+    from edgevlm_eval.core.labels import LabelSpace
 
     logs: dict[str, list[dict]] = {}
     docs: dict[str, dict] = {}
@@ -598,7 +598,7 @@ def fmt_metric(r: Row, m: str) -> str:
 def _columns(lb: Leaderboard, task: str, *, compact: bool = False) -> list[tuple[str, Any]]:
     """(header, cell(group, index, row)) for a task's table. `compact` (the terminal) drops
     columns that say the same on every row."""
-    from .plotting import metric_label
+    from edgevlm_eval.app.plotting import metric_label
 
     def source(g: Group, i: int, r: Row) -> str:
         if r.is_paper:
@@ -668,7 +668,7 @@ def to_markdown(lb: Leaderboard) -> str:
 
 
 def print_table(lb: Leaderboard, console=None) -> None:
-    from .console import console as make_console
+    from edgevlm_eval.app.console import console as make_console
     from rich.markup import escape
     from rich.table import Table
 
@@ -721,10 +721,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from .console import console as make_console
+    from edgevlm_eval.app.console import console as make_console
     from rich.markup import escape
 
-    from .io import atomic_write_json, atomic_write_text
+    from edgevlm_eval.core.io import atomic_write_json, atomic_write_text
 
     skipped: list[str] = []
     rows = load_rows(args.paths, skipped=skipped)

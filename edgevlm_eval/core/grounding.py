@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from edgevlm_eval.labels import LabelSpace, extract_answer_text
-from edgevlm_eval.types import Box, largest_per_label
+from edgevlm_eval.core.labels import LabelSpace, extract_answer_text
+from edgevlm_eval.core.types import Box, largest_per_label
 
 COORDS = ("qwen_abs", "norm1000", "norm1", "abs")
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Sequence
 
 from edgevlm_eval import __version__
-from edgevlm_eval.results import portable_paths
-from edgevlm_eval.errors import ConfigError
-from edgevlm_eval.io import atomic_write_text
-from edgevlm_eval.types import Reply, Request, Stream
+from edgevlm_eval.app.results import portable_paths
+from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.io import atomic_write_text
+from edgevlm_eval.core.types import Reply, Request, Stream
 
-from .trace import FORMAT, TraceRecord, TraceWriter, read_trace
+from edgevlm_eval.collab.trace import FORMAT, TraceRecord, TraceWriter, read_trace
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from edgevlm_eval.cli import load_task_and_streams
+    from edgevlm_eval.app.cli import load_task_and_streams
 
     return load_task_and_streams(args)
 
@@ -115,7 +115,7 @@ def record(task, streams: Sequence[Stream], adapter, out: str | Path, *, model: 
 
 def apply_latency(path: Path, streams: Sequence[Stream], spec: str) -> None:
     """Replace the recorded totals by a latency source's (keeping the measured total)."""
-    from .latency import check_latency_arrays, parse_latency
+    from edgevlm_eval.collab.latency import check_latency_arrays, parse_latency
 
     trace = read_trace(path)
     src = parse_latency(spec)

@@ -3,7 +3,7 @@
 Frames inside a stream are strongly correlated (the same scene a second later, and a history that
 carries answers forward), so resampling frames would make intervals far too narrow. The unit of
 resampling is the **stream**: draw as many streams as there are, with replacement, pool the frames
-of the drawn streams, and recompute the metric on the pool with `edgevlm_eval.metrics.compute`
+of the drawn streams, and recompute the metric on the pool with `edgevlm_eval.core.metrics.compute`
 (the one implementation of the metrics). The interval is the percentile interval of the
 recomputed values. Everything is driven by one seeded numpy Generator, so the same seed gives
 the same interval.
@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from .labels import LabelSpace
-from .metrics import Scored, compute
+from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.metrics import Scored, compute
 
 DEFAULT_N = 1000
 DEFAULT_LEVEL = 0.95

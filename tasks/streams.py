@@ -17,11 +17,11 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import __version__
-from .config import TaskConfig
-from .errors import DatasetError
-from .io import atomic_write_text
-from .types import Frame, Stream
+from edgevlm_eval import __version__
+from edgevlm_eval.core.taskconfig import TaskConfig
+from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.core.io import atomic_write_text
+from edgevlm_eval.core.types import Frame, Stream
 
 FORMAT = "edgevlm-eval.streams/1"
 CACHE_ENV = "EDGEVLM_CACHE_DIR"

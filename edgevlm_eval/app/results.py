@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import __version__
-from .io import atomic_write_json
+from edgevlm_eval import __version__
+from edgevlm_eval.core.io import atomic_write_json
 
 FORMAT = "edgevlm-eval.results/1"
 REDACTED = "***REDACTED***"

@@ -2,7 +2,7 @@
 
 Two strategies of one run folder were replayed on the same frames, LVLM replies and latencies, so
 their difference is best judged paired: each bootstrap resample draws streams once and scores
-both runs on them (`edgevlm_eval.bootstrap.bootstrap_difference`). The command reads the run
+both runs on them (`edgevlm_eval.core.bootstrap.bootstrap_difference`). The command reads the run
 folder's per-frame log and the label list and metrics from its results.json, and prints, per
 metric, A, B, A - B with its interval, and the share of resamples in which A is ahead.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import DatasetError, EdgeVLMError, UnknownNameError
+from edgevlm_eval.core.errors import DatasetError, EdgeVLMError, UnknownNameError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,10 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None, n: int = 1000,
                  level: float = 0.95, seed: int = 0) -> dict:
     """The paired comparison of runs `a` and `b` of a run folder, as a JSON-ready dict."""
-    from .bootstrap import METHOD, bootstrap_difference, per_stream_items
-    from .framelog import read_logs
-    from .labels import LabelSpace
-    from .leaderboard import load_json
+    from edgevlm_eval.core.bootstrap import METHOD, bootstrap_difference, per_stream_items
+    from edgevlm_eval.core.framelog import read_logs
+    from edgevlm_eval.core.labels import LabelSpace
+    from edgevlm_eval.app.leaderboard import load_json
 
     folder = Path(run_dir)
     results = folder / "results.json"
@@ -79,8 +79,8 @@ def main(args) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .console import console as make_console
-    from .io import atomic_write_json
+    from edgevlm_eval.app.console import console as make_console
+    from edgevlm_eval.core.io import atomic_write_json
 
     if args.bootstrap < 1 or not 0.0 < args.level < 1.0:
         raise EdgeVLMError(f"--bootstrap must be >= 1 and --level in (0, 1) (got {args.bootstrap}, {args.level})")
