@@ -121,7 +121,7 @@ class HFImageTextAdapter(Adapter):
             try:
                 pil = [load_image(p) for p in conv.images]
             except ImageError as e:
-                replies[k] = Reply.invalid(str(e))
+                replies[k] = Reply.invalid(str(e), "input")
                 continue
             texts.append(self.processor.apply_chat_template(hf_messages(conv), add_generation_prompt=True,
                                                             tokenize=False))

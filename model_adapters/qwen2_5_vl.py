@@ -319,10 +319,10 @@ class QwenVLAdapter(Adapter):
                 # Per request, so that an image the processor refuses invalidates its own request only.
                 pv, thw, sizes = self._pixels(conv.images)
             except ImageError as e:
-                invalid[offset + k] = Reply.invalid(str(e))
+                invalid[offset + k] = Reply.invalid(str(e), "input")
                 continue
             except ValueError as e:
-                invalid[offset + k] = Reply.invalid(f"image rejected by the image processor: {e}")
+                invalid[offset + k] = Reply.invalid(f"image rejected by the image processor: {e}", "input")
                 continue
             if pv is not None:
                 pixel_parts.append(pv)

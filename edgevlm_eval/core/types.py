@@ -175,17 +175,29 @@ class Request:
     max_new_tokens: int | None = None
 
 
+# Why a reply failed, which decides what a caller does with it:
+#   fatal      the endpoint refuses this client or cannot be reached (HTTP 400/401/403/404, bad key,
+#              unknown model, unreachable host): nothing more will succeed; stop and say so
+#   transient  retries exhausted on 429, 5xx, a timeout, a dropped connection, a malformed or empty
+#              reply: the frame is re-asked on the next run
+#   input      this request's own input is unusable (missing or corrupt image): the frame is
+#              invalid, asking again would not help
+ERROR_KINDS = ("fatal", "transient", "input")
+
+
 @dataclass
 class Reply:
     """A model's answer to one Request.
 
     `ok=False` marks an invalid reply (HTTP failure, timeout, unreadable image...) with `error`
     saying why; it scores as an empty prediction, it is never silently an empty answer.
+    `error_kind` says what the caller should do about it (ERROR_KINDS).
     """
 
     text: str
     ok: bool = True
     error: str | None = None
+    error_kind: str | None = None  # one of ERROR_KINDS when ok is False
     token_probs: list[float] | None = None  # per generated token, top-1 probability
     rois: list[Box] = field(default_factory=list)
     visual_tokens: int | None = None  # before focus
@@ -197,8 +209,10 @@ class Reply:
     raw_text: str | None = None  # the model's output before grounding parsing (text = the answer part)
 
     @classmethod
-    def invalid(cls, error: str, **timings: float) -> "Reply":
-        return cls(text="", ok=False, error=error, timings=dict(timings))
+    def invalid(cls, error: str, kind: str = "transient", **timings: float) -> "Reply":
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"Reply error kind must be one of {ERROR_KINDS}, got {kind!r}")
+        return cls(text="", ok=False, error=error, error_kind=kind, timings=dict(timings))
 
     def to_json(self) -> dict:
         d = asdict(self)
