@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 from edgevlm_eval.collab.simulator import SimConfig, Simulator
-from edgevlm_eval.collab.strategies import INF, RunSpec
+from edgevlm_eval.collab.strategies import run_of
+from edgevlm_eval.collab.strategy import INF
 from edgevlm_eval.collab.testing import InstantSVLM, toy_streams, toy_task, toy_trace
-from edgevlm_eval.core.framelog import FrameLogWriter
+from edgevlm_eval.core.records import FrameLogWriter
 from edgevlm_eval.core.types import Box
 
 
@@ -34,12 +35,12 @@ def _world(n_streams: int, n_frames: int):
 
 
 SPECS = {
-    "svlm_only": RunSpec("svlm_only"),
-    "lvlm_only": RunSpec("lvlm_only"),
-    "parallel": RunSpec("parallel", K_call=3, K_delay=4),
-    "laecips": RunSpec("laecips"),
-    "adas": RunSpec("adas"),
-    "edgevlm": RunSpec("edgevlm", K_call=3, K_delay=4),
+    "svlm_only": run_of("svlm_only"),
+    "lvlm_only": run_of("lvlm_only"),
+    "parallel": run_of("parallel", K_call=3, K_delay=4),
+    "laecips": run_of("laecips"),
+    "adas": run_of("adas"),
+    "edgevlm": run_of("edgevlm", K_call=3, K_delay=4),
 }
 
 
@@ -104,7 +105,7 @@ def engine_share(n_streams: int = 2, n_frames: int = 6) -> dict | None:
         trace.reparse(task.label_space)
         sim = Simulator(task, streams, trace, svlm, SimConfig(edge_latency=None, edge_fast=True), keep_lines=True)
         t0 = time.perf_counter()
-        lines = sim.run([RunSpec("edgevlm", K_call=1, K_delay=INF)])
+        lines = sim.run([run_of("edgevlm", K_call=1, K_delay=INF)])
         wall = time.perf_counter() - t0
     eng = sum(ln["engine_s"] for ln in lines)
     share = eng / (eng + sim.svlm_wall_s)

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.metrics import Scored, compute
+from edgevlm_eval.core.records import FrameLine
 
 TOP_UNMAPPED = 10
 
@@ -25,45 +26,55 @@ def _stats(xs: Sequence[float]) -> dict | None:
     return {"mean": sum(ys) / len(ys), "p50": median(ys), "p95": p95, "max": ys[-1], "n": len(ys)}
 
 
-def summarise(lines: Iterable[dict], task: TaskConfig) -> dict[str, dict]:
+def summarise(lines: Iterable[FrameLine], task: TaskConfig, **metric_options) -> dict[str, dict]:
     """run id -> summary. Order of lines does not matter (sharded logs merge to the same)."""
-    by_run: dict[str, list[dict]] = {}
+    by_run: dict[str, list[FrameLine]] = {}
     for ln in lines:
-        by_run.setdefault(ln["run"], []).append(ln)
+        by_run.setdefault(ln.run, []).append(ln)
     out = {}
     for run, ls in sorted(by_run.items()):
-        ls.sort(key=lambda ln: (ln["stream"], ln["frame"]))
-        out[run] = summarise_run(ls, task)
+        ls.sort(key=lambda ln: (ln.stream, ln.frame))
+        out[run] = summarise_run(ls, task, **metric_options)
     return out
 
 
-def summarise_run(ls: list[dict], task: TaskConfig) -> dict:
+def _lag_seconds(ln: FrameLine) -> float | None:
+    """Age of the history entry j_L (seconds), for LHL in seconds."""
+    for frame, source, age in ln.history:
+        if frame == ln.j_L and source == "lvlm":
+            return age
+    return None
+
+
+def summarise_run(ls: list[FrameLine], task: TaskConfig, **metric_options) -> dict:
     n = len(ls)
-    uploads = sum(1 for ln in ls if ln["upload"])
-    lags = [ln["lag"] for ln in ls if ln.get("lag") is not None]
-    scored = [Scored(tuple(ln["truth"]), tuple(ln["pred"]) if ln["pred"] is not None else None)
-              for ln in ls if ln["scored"]]
-    metrics = compute(scored, task.label_space, task.metrics)
-    sources = Counter(ln["output"] for ln in ls)
-    reasons = Counter(ln["invalid"] for ln in ls if ln["output"] == "invalid")
-    reasons_scored = Counter(ln["invalid"] for ln in ls if ln["output"] == "invalid" and ln["scored"])
-    decisions = Counter(ln["why"] for ln in ls)
-    in_time = [bool(ln["in_time"]) for ln in ls if ln["upload"]]
+    uploads = sum(1 for ln in ls if ln.upload)
+    lags = [ln.lag for ln in ls if ln.lag is not None]
+    lag_s = [x for x in (_lag_seconds(ln) for ln in ls if ln.lag is not None) if x is not None]
+    scored = [Scored(tuple(ln.truth), tuple(ln.pred) if ln.pred is not None else None) for ln in ls if ln.scored]
+    metrics = compute(scored, task.label_space, task.metrics, **metric_options)
+    sources = Counter(ln.output for ln in ls)
+    reasons = Counter(ln.invalid for ln in ls if ln.output == "invalid")
+    reasons_scored = Counter(ln.invalid for ln in ls if ln.output == "invalid" and ln.scored)
+    decisions = Counter(ln.why for ln in ls)
+    up = [ln for ln in ls if ln.upload]
+    usable_in_time = [bool(ln.in_time) and ln.lvlm is not None and ln.lvlm.ok for ln in up]
+    failed = Counter((ln.lvlm.error_kind or "unknown") for ln in up if ln.lvlm is not None and not ln.lvlm.ok)
+    svlm_failed = Counter((ln.svlm.error_kind or "unknown") for ln in ls if ln.svlm is not None and not ln.svlm.ok)
     unm: dict[str, Counter] = {"svlm": Counter(), "lvlm": Counter()}
     unm_frames = {"svlm": 0, "lvlm": 0}
     for ln in ls:
-        for src in ("svlm", "lvlm"):
-            d = ln.get(src)
-            if d and d.get("unmapped"):
+        for src, d in (("svlm", ln.svlm), ("lvlm", ln.lvlm)):
+            if d is not None and d.unmapped:
                 unm_frames[src] += 1
-                unm[src].update(d["unmapped"])
-    vfm_req = [ln["vfm"] for ln in ls if ln.get("vfm")]
+                unm[src].update(d.unmapped)
+    vfm_req = [ln.vfm for ln in ls if ln.vfm]
     not_applied = Counter(v.get("reason", "adapter did not apply it") for v in vfm_req if not v.get("applied"))
-    vt = [ln["svlm"]["visual_tokens"] for ln in ls if ln.get("svlm") and ln["svlm"].get("visual_tokens")]
+    vt = [ln.svlm.visual_tokens for ln in ls if ln.svlm is not None and ln.svlm.visual_tokens]
     vt = [(a, b if b is not None else a) for a, b in vt if a is not None]
-    edge = [ln["svlm"]["e_s"] for ln in ls if ln.get("svlm")]
-    eng = [ln["engine_s"] for ln in ls if ln.get("engine_s") is not None]
-    svl = [ln["svlm_s"] for ln in ls if ln.get("svlm_s") is not None]
+    edge = [ln.svlm.e_s for ln in ls if ln.svlm is not None]
+    eng = [ln.engine_s for ln in ls if ln.engine_s is not None]
+    svl = [ln.svlm_s for ln in ls if ln.svlm_s is not None]
     eng_sum, svl_sum = sum(eng), sum(svl)
     res = {
         "frames": n,
@@ -72,12 +83,16 @@ def summarise_run(ls: list[dict], task: TaskConfig) -> dict:
         "lcr": uploads / n if n else None,
         "uploads": uploads,
         "lhl": sum(lags) / len(lags) if lags else None,
+        "lhl_s": sum(lag_s) / len(lag_s) if lag_s else None,
         "lhl_frames": len(lags),
         "output_sources": {k: sources.get(k, 0) for k in ("lvlm", "svlm", "invalid")},
         "invalid": {"total": sources.get("invalid", 0), "scored": sum(reasons_scored.values()),
                     "by_reason": dict(sorted(reasons.items()))},
         "decisions": dict(sorted(decisions.items())),
-        "lvlm_in_time": (sum(in_time) / len(in_time)) if in_time else None,
+        # usable replies only: an upload whose trace reply failed is never "in time"
+        "lvlm_in_time": (sum(usable_in_time) / len(usable_in_time)) if usable_in_time else None,
+        "failed": {"lvlm": sum(failed.values()), "lvlm_by_kind": dict(sorted(failed.items())),
+                   "svlm": sum(svlm_failed.values()), "svlm_by_kind": dict(sorted(svlm_failed.items()))},
         "unmapped": {src: {"frames": unm_frames[src], "top": [[w, c] for w, c in unm[src].most_common(TOP_UNMAPPED)]}
                      for src in ("svlm", "lvlm")},
         "vfm": {"requested": len(vfm_req), "applied": sum(1 for v in vfm_req if v.get("applied")),

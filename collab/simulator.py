@@ -22,10 +22,12 @@ from typing import Callable, Iterable, Sequence
 from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.errors import DatasetError
 from edgevlm_eval.core.images import check_image
+from edgevlm_eval.core.records import FrameLine, LvlmOut, SvlmOut
 from edgevlm_eval.core.types import Focus, HistoryEntry, Reply, Request, Stream, largest_per_label
 
+from .edge import EdgeLatency, parse_edge_latency
 from .latency import LatencySource, Uplink, check_latency_arrays, parse_latency
-from .strategies import EPS, INF, RunSpec, Strategy, make_strategy
+from .strategy import EPS, INF, Run, Strategy, SvlmResult
 from .trace import Trace, TraceRecord
 
 # How far back history assembly looks for frames with a usable answer (skipping frames whose
@@ -40,16 +42,20 @@ class SimConfig:
     tau: float = 1.0  # deadline after capture (paper: 1 s)
     delta: float = 10.0  # CRM staleness bound in seconds (paper names it, gives no value)
     H: int = 2  # history frames (paper: 2)
-    edge_latency: float | None = None  # seconds per SVLM answer; None = measured
+    edge_latency: EdgeLatency | float | str | None = 0.0  # e_T source (collab/edge.py); a number = fixed seconds
     edge_fast: bool = False  # assume the edge meets tau: e_t never invalidates an answer
     check_images: bool = True  # decode each frame image once; unusable -> invalid frame
     batch_size: int | None = None  # max SVLM requests per call (None: the whole step)
     latency: str = "measured"
     uplink: Uplink | None = None
 
+    def __post_init__(self):
+        self.edge = parse_edge_latency(self.edge_latency)
+        if self.edge.measured:
+            self.batch_size = 1  # a real edge serves one request at a time: time exactly that
+
     def to_json(self) -> dict:
-        return {"tau": self.tau, "delta": self.delta, "H": self.H,
-                "edge_latency": "measured" if self.edge_latency is None else self.edge_latency,
+        return {"tau": self.tau, "delta": self.delta, "H": self.H, "edge_latency": self.edge.spec,
                 "edge_fast": self.edge_fast, "check_images": self.check_images, "batch_size": self.batch_size,
                 "latency": self.latency, "uplink": self.uplink.describe() if self.uplink else None}
 
@@ -79,16 +85,6 @@ def _entry(images, text, kind, query, frame_index, source, age_s) -> HistoryEntr
     return e
 
 
-def _edge_seconds(timings: dict, share_s: float) -> float:
-    """Measured edge latency of one answer: the adapter's per-request total; for a batched total
-    (timings["batch_size"] > 1), the request's share of it, like the batch wall-time share used when
-    the adapter reports nothing. (A real edge serves one stream; `--batch-size 1` measures exactly that.)"""
-    total = timings.get("total") if timings else None
-    if total is None:
-        return float(share_s)
-    return float(total) / max(1.0, float(timings.get("batch_size") or 1.0))
-
-
 def confidence(token_probs: Sequence[float] | None) -> float | None:
     """LAECIPS confidence h: the share of generated tokens whose top-1 probability exceeds 0.9."""
     if token_probs is None:
@@ -102,7 +98,7 @@ class StreamState:
     """One stream under one run: what is known about each earlier frame."""
 
     __slots__ = ("run", "sid", "frames", "n", "s", "L", "recs", "img_err", "uploaded", "sent", "arrival",
-                 "reuse_at", "svlm_ok", "svlm_labels", "lvlm_labels", "heap", "j_star", "ewma", "rois")
+                 "reuse_at", "svlm_ok", "svlm_labels", "lvlm_labels", "heap", "j_star", "mine", "rois")
 
     def __init__(self, run: "RunState", stream: Stream, latencies, trace: Trace | None):
         self.run = run
@@ -125,8 +121,13 @@ class StreamState:
         self.svlm_labels: list[tuple[str, ...]] = [()] * self.n
         self.heap: list[tuple[float, int]] = []  # (a_j, j) of requests in flight
         self.j_star = -1  # newest frame whose (usable) reply has arrived: max A_T
-        self.ewma: float | None = None
+        self.mine = run.strategy.new_stream_state()  # the strategy's own per-stream state
         self.rois: dict[int, tuple] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """P_T: uploads whose reply has not arrived by the clock's time."""
+        return len(self.heap)
 
     def image_bytes(self, t: int) -> int:
         rec = self.recs[t]
@@ -177,9 +178,10 @@ class _Pending:
 
 
 class RunState:
-    def __init__(self, spec: RunSpec, strategy: Strategy, states: list[StreamState]):
+    def __init__(self, spec: Run, strategy: Strategy, states: list[StreamState]):
         self.spec, self.strategy, self.states = spec, strategy, states
         self.rid = spec.run_id
+        self.focus = strategy.focus() if strategy.needs.svlm else None
 
 
 class Simulator:
@@ -195,6 +197,7 @@ class Simulator:
         self._image_cache: dict[str, str | None] = {}
         self._texts: dict = {}  # (crm, age, labels) -> history text: ages and answers repeat
         self.caps = getattr(svlm, "capabilities", None)
+        self._warm = False
         self.svlm_calls = 0
         self.svlm_wall_s = 0.0
         self.engine_wall_s = 0.0
@@ -212,16 +215,17 @@ class Simulator:
     def latency_info(self) -> dict:
         return {k: v[1] for k, v in self._latency_cache.items()}
 
-    def _run_state(self, spec: RunSpec, need_svlm: bool = True) -> RunState:
-        strategy = make_strategy(spec, self.cfg)
-        if need_svlm and strategy.uses_svlm and self.svlm is None:
+    def _run_state(self, spec: Run, need_svlm: bool = True) -> RunState:
+        strategy = spec.make(self.cfg)
+        needs = strategy.needs
+        if need_svlm and needs.svlm and self.svlm is None:
             raise DatasetError(f"strategy '{spec.strategy}' runs the SVLM on every frame: give --svlm")
-        if spec.strategy != "svlm_only" and self.trace is None:
+        if needs.trace and self.trace is None:
             raise DatasetError(f"strategy '{spec.strategy}' replays the LVLM: give --trace (from `edgevlm-eval record`)")
-        if need_svlm and spec.strategy == "laecips" and self.caps is not None and not self.caps.logprobs:
-            raise DatasetError("laecips needs the SVLM's token probabilities (its confidence h), and this SVLM "
+        if need_svlm and needs.logprobs and self.caps is not None and not self.caps.logprobs:
+            raise DatasetError(f"{spec.strategy} needs the SVLM's token probabilities, and this SVLM "
                                "adapter does not report them (capabilities.logprobs is false)")
-        arrays = self.latencies(spec.latency or self.cfg.latency)[0] if spec.strategy != "svlm_only" else None
+        arrays = self.latencies(spec.latency or self.cfg.latency)[0] if needs.trace else None
         run = RunState(spec, strategy, [])
         for s in self.streams:
             lat = arrays[s.id] if arrays is not None else [0.0] * len(s)
@@ -301,10 +305,11 @@ class Simulator:
             return task.history_snippet(age, labels)  # the task's wording, one home for it
         return task.label_space.render(labels, task.empty_answer)
 
-    def _focus(self, st: StreamState, src, spec: RunSpec) -> tuple[Focus | None, dict | None]:
-        """VFM (method.md §3): GGVR keeps the tokens of the LVLM entry's image under its largest
-        ROI per category; GRVR re-weights the current frame's tokens by those ROIs' features."""
-        if spec.strategy != "edgevlm" or not (spec.ggvr or spec.grvr) or src is None:
+    def _focus(self, st: StreamState, src, fr) -> tuple[Focus | None, dict | None]:
+        """VFM (method.md §3) as the strategy asks (`fr`, a FocusRequest): GGVR keeps the tokens of
+        the LVLM entry's image under its largest ROI per category; GRVR re-weights the current
+        frame's tokens by those ROIs' features."""
+        if fr is None or src is None:
             return None, None
         idx, j = src
         cached = st.rois.get((j, idx))
@@ -317,21 +322,21 @@ class Simulator:
             rois = largest_per_label(rec.rois) if rec is not None else ()
             info = None
             if not rois:
-                info = {"source": st.frames[j].index, "entry": idx, "rois": 0, "ggvr": spec.ggvr, "grvr": spec.grvr,
+                info = {"source": st.frames[j].index, "entry": idx, "rois": 0, "ggvr": fr.ggvr, "grvr": fr.grvr,
                         "applied": False, "reason": "no ROI (image kept whole, tokens unchanged)"}
             elif self.caps is None or not self.caps.token_focus:
-                info = {"source": st.frames[j].index, "entry": idx, "rois": len(rois), "ggvr": spec.ggvr,
-                        "grvr": spec.grvr, "applied": False, "reason": "SVLM adapter cannot apply token focus"}
+                info = {"source": st.frames[j].index, "entry": idx, "rois": len(rois), "ggvr": fr.ggvr,
+                        "grvr": fr.grvr, "applied": False, "reason": "SVLM adapter cannot apply token focus"}
             st.rois[(j, idx)] = (rois, info)
             if info is not None:
                 return None, info
-        info = {"source": st.frames[j].index, "entry": idx, "rois": len(rois), "ggvr": spec.ggvr, "grvr": spec.grvr}
-        focus = Focus(prune={idx: rois} if spec.ggvr else {}, reweight_source=idx if spec.grvr else None,
-                      reweight_rois=rois if spec.grvr else (), alpha=spec.alpha, mu=spec.mu)
+        info = {"source": st.frames[j].index, "entry": idx, "rois": len(rois), "ggvr": fr.ggvr, "grvr": fr.grvr}
+        focus = Focus(prune={idx: rois} if fr.ggvr else {}, reweight_source=idx if fr.grvr else None,
+                      reweight_rois=rois if fr.grvr else (), alpha=fr.alpha, mu=fr.mu)
         info["applied"] = None  # filled from the reply
         return focus, info
 
-    def _pre(self, run: RunState, st: StreamState, t: int, logged: dict | None) -> _Pending:
+    def _pre(self, run: RunState, st: StreamState, t: int, logged: FrameLine | None) -> _Pending:
         t0 = time.perf_counter()
         strat, spec = run.strategy, run.spec
         s_T = st.s[t]
@@ -340,7 +345,7 @@ class Simulator:
             st.advance_clock(s_T)
         in_flight, j_star = len(heap), st.j_star
         if logged is not None:
-            err = logged.get("detail") if logged.get("invalid") == "image" else None
+            err = logged.detail if logged.invalid == "image" else None
         else:
             err = self._image_error(st, t) if self.cfg.check_images else None
         st.img_err[t] = err
@@ -349,9 +354,9 @@ class Simulator:
         else:
             upload, why = strat.decide(st, t, s_T)
             req, entries, rows, jL, lag, vfm = None, (), [], None, None, None
-            if strat.uses_svlm:
+            if strat.needs.svlm:
                 entries, rows, jL, lag, src = self._history(st, t, s_T, strat, build=logged is None)
-                focus, vfm = self._focus(st, src, spec)
+                focus, vfm = self._focus(st, src, run.focus)
                 if logged is None:
                     f = st.frames[t]
                     req = object.__new__(Request)  # as _entry: skip the frozen-dataclass __init__
@@ -361,7 +366,7 @@ class Simulator:
         p.engine_s = time.perf_counter() - t0
         return p
 
-    def _post(self, run: RunState, p: _Pending, reply: Reply | None, share_s: float) -> dict:
+    def _post(self, run: RunState, p: _Pending, reply: Reply | None, share_s: float) -> FrameLine:
         t0 = time.perf_counter()
         st, t, s_T, strat, spec = p.st, p.t, p.s_T, run.strategy, run.spec
         cfg = self.cfg
@@ -372,23 +377,19 @@ class Simulator:
         if p.why == "image_error":
             upload, why = False, "image_error"
         else:
-            if strat.uses_svlm:
+            if strat.needs.svlm:
                 if logged is not None:
-                    svlm = logged["svlm"]
-                    labels, unmapped = tuple(svlm["labels"]), tuple(svlm["unmapped"])
-                    ok, e, conf = svlm["ok"], svlm["e_s"], svlm.get("conf")
+                    svlm = logged.svlm
+                    labels = tuple(svlm.labels)
+                    ok, e, conf = svlm.ok, svlm.e_s, svlm.conf
                 else:
                     ok = reply.ok
                     labels, unmapped = self.parse(reply.text) if ok else ((), ())
-                    if cfg.edge_latency is not None:
-                        e = cfg.edge_latency
-                    else:
-                        e = _edge_seconds(reply.timings, share_s)
+                    e = cfg.edge.seconds(st.sid, f.index, reply, share_s)
                     conf = confidence(reply.token_probs)
-                    svlm = {"ok": ok, "error": reply.error, "text": reply.text, "labels": list(labels),
-                            "unmapped": list(unmapped), "e_s": e, "conf": conf}
-                    if reply.visual_tokens is not None:
-                        svlm["visual_tokens"] = [reply.visual_tokens, reply.visual_tokens_kept]
+                    svlm = SvlmOut(ok, reply.error, reply.text, list(labels), list(unmapped), e, conf,
+                                   [reply.visual_tokens, reply.visual_tokens_kept]
+                                   if reply.visual_tokens is not None else None, reply.error_kind)
                 st.svlm_ok[t] = ok
                 st.svlm_labels[t] = labels
                 if not ok:
@@ -398,12 +399,12 @@ class Simulator:
                 else:
                     svlm_valid = True
             if strat.decides_after_svlm:
-                upload, why = strat.decide_after(st, t, conf, e)
+                upload, why = strat.decide_after(st, t, SvlmResult(ok, svlm.text, labels, conf, e))
             else:
                 upload, why = p.upload, p.why
-        if logged is not None and (bool(logged["upload"]) != upload or logged["why"] != why):
+        if logged is not None and (logged.upload != upload or logged.why != why):
             raise DatasetError(f"per-frame log disagrees with this run at run {spec.run_id!r} stream {st.sid!r} "
-                               f"frame {f.index}: logged upload={logged['upload']} ({logged['why']}), recomputed "
+                               f"frame {f.index}: logged upload={logged.upload} ({logged.why}), recomputed "
                                f"{upload} ({why}); the log was written with other settings (use a new --output-dir "
                                f"or --overwrite)")
         lat = sent = arrival = None
@@ -426,26 +427,19 @@ class Simulator:
         if logged is not None:
             line = logged
         else:
-            pred = (list(rec.labels) if out == "lvlm" else svlm["labels"]) if out != "invalid" else None
-            line = {
-                "run": run.rid, "stream": st.sid, "frame": f.index, "t_s": s_T, "scored": f.scored,
-                "truth": list(f.labels), "upload": upload, "why": why, "in_flight": p.in_flight,
-                "j_star": f.index - t + p.j_star if p.j_star >= 0 else None,
-                "latency_s": lat, "sent_s": sent, "arrival_s": arrival, "in_time": in_time if upload else None,
-                "svlm": svlm,
-                "lvlm": {"ok": rec.ok, "labels": list(rec.labels), "unmapped": list(rec.unmapped),
-                         "error": rec.error} if rec is not None else None,
-                "output": out, "pred": pred, "invalid": reason,
-                "detail": st.img_err[t] if reason == "image" else (svlm.get("error") if reason == "svlm_error" else
-                                                                    (rec.error if reason == "lvlm_error" else None)),
-                "history": p.history, "j_L": p.j_L, "lag": p.lag, "vfm": p.vfm,
-            }
+            pred = (list(rec.labels) if out == "lvlm" else svlm.labels) if out != "invalid" else None
+            detail = st.img_err[t] if reason == "image" else (svlm.error if reason == "svlm_error" else
+                                                              (rec.error if reason == "lvlm_error" else None))
             if p.vfm is not None and reply is not None and p.vfm.get("applied") is None:
                 p.vfm["applied"] = bool(reply.focus_applied) if reply.ok else False
                 if reply.focus_applied:
                     p.vfm["adapter"] = reply.focus_applied
-            line["engine_s"] = p.engine_s + (time.perf_counter() - t0)
-            line["svlm_s"] = share_s if p.request is not None else None
+            line = FrameLine(
+                run.rid, st.sid, f.index, s_T, f.scored, list(f.labels), upload, why, p.in_flight,
+                f.index - t + p.j_star if p.j_star >= 0 else None, lat, sent, arrival, in_time if upload else None,
+                svlm, LvlmOut(rec.ok, list(rec.labels), list(rec.unmapped), rec.error, rec.error_kind)
+                if rec is not None else None, out, pred, reason, detail, p.history, p.j_L, p.lag, p.vfm,
+                p.engine_s + (time.perf_counter() - t0), share_s if p.request is not None else None)
             if self.log is not None:
                 self.log.write(line)
         if self.keep_lines:
@@ -454,7 +448,7 @@ class Simulator:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, specs: Sequence[RunSpec], progress: Callable[[int], None] | None = None) -> list[dict]:
+    def run(self, specs: Sequence[Run], progress: Callable[[int], None] | None = None) -> list[FrameLine]:
         ids = [s.run_id for s in specs]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -483,6 +477,9 @@ class Simulator:
                 reqs = [p.request for p in pending]
                 replies: list[Reply] = []
                 chunks = [reqs] if not bs else [reqs[i:i + bs] for i in range(0, len(reqs), bs)]
+                if self.cfg.edge.measured and not self._warm:
+                    svlm.generate(reqs[:1])  # warm-up: first calls pay for lazy set-up, not for the answer
+                    self._warm = True
                 shares = []
                 for ch in chunks:
                     w0 = time.perf_counter()
@@ -504,6 +501,6 @@ class Simulator:
         return self.lines
 
 
-def load_done(lines: Iterable[dict]) -> dict:
+def load_done(lines: Iterable[FrameLine]) -> dict:
     """(run, stream, frame) -> logged line, for resuming."""
-    return {(ln["run"], ln["stream"], int(ln["frame"])): ln for ln in lines}
+    return {ln.key: ln for ln in lines}

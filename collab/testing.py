@@ -171,8 +171,8 @@ def replay(task, streams, trace, svlm, specs, **cfg_kw):
     lines = sim.run(specs)
     out: dict = {}
     for ln in lines:
-        out.setdefault(ln["run"], {}).setdefault(ln["stream"], []).append(ln)
+        out.setdefault(ln.run, {}).setdefault(ln.stream, []).append(ln)
     for runs in out.values():
         for ls in runs.values():
-            ls.sort(key=lambda ln: ln["frame"])
+            ls.sort(key=lambda ln: ln.frame)
     return out

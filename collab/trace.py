@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.core.io import atomic_write_text
+from edgevlm_eval.core.jsonl import JsonlAppender, read_jsonl
 from edgevlm_eval.core.types import Box, Stream
 
 FORMAT = "edgevlm-eval.trace/1"
@@ -46,6 +48,14 @@ class TraceRecord:
     image_bytes: int | None = None
     unmapped: tuple[str, ...] = ()
     measured_total_s: float | None = None  # the recorded total, when a latency source replaced total_s
+    error_kind: str | None = None  # fatal | transient | input (core/types.py ERROR_KINDS) when not ok
+    prompt_tokens: int | None = None  # usage the API reported for the request
+    completion_tokens: int | None = None
+
+    @property
+    def retry(self) -> bool:
+        """A failed reply worth asking again (the endpoint failed; the input was fine)."""
+        return not self.ok and self.error_kind != "input"
 
     @property
     def server_s(self) -> float:
@@ -63,6 +73,9 @@ class TraceRecord:
             "latency": {k: getattr(self, k) for k in LATENCY_PARTS} | (
                 {"measured_total_s": self.measured_total_s} if self.measured_total_s is not None else {}),
             "image_bytes": self.image_bytes,
+            **({"error_kind": self.error_kind} if self.error_kind else {}),
+            **({"usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}}
+               if self.prompt_tokens is not None or self.completion_tokens is not None else {}),
         }
 
 
@@ -118,6 +131,11 @@ class Trace:
             else:
                 r.labels, r.unmapped = (), ()
 
+    def failed(self, keys=None) -> list[TraceRecord]:
+        """Records (of `keys`, default all) whose reply is unusable."""
+        recs = self.records.values() if keys is None else (self.records[k] for k in keys if k in self.records)
+        return [r for r in recs if not r.ok]
+
     def sha256(self) -> str:
         return file_sha256(self.path) if self.path else ""
 
@@ -151,44 +169,28 @@ def _record_from_json(d: dict, where: str) -> TraceRecord:
         raise DatasetError(f"{where} (stream {stream!r}, frame {frame}): bad rois, expected "
                            f"[[label, x1, y1, x2, y2], ...] ({e})") from None
     mt = lat.get("measured_total_s")
+    usage = d.get("usage") or {}
     return TraceRecord(stream=stream, frame=frame, answer=str(d.get("answer") or ""),
                        labels=tuple(d.get("labels") or ()), rois=rois, ok=bool(d.get("ok", True)),
                        error=d.get("error"), image_bytes=d.get("image_bytes"),
-                       measured_total_s=None if mt is None else float(mt), **parts)
+                       measured_total_s=None if mt is None else float(mt), error_kind=d.get("error_kind"),
+                       prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+                       **parts)
 
 
-def read_trace(path: str | os.PathLike, *, allow_truncated_tail: bool = False) -> Trace:
-    """Read a trace; a duplicated (stream, frame) or a bad line is an error naming it.
-    `allow_truncated_tail` (used when resuming a recording) ignores an unterminated last line."""
+def read_trace(path: str | os.PathLike) -> Trace:
+    """Read a trace; a duplicated (stream, frame) or a bad line is an error naming it. A torn last
+    line (a recording killed mid-write) is ignored: that frame is recorded again on resume."""
     path = Path(path)
-    if not path.exists():
-        raise DatasetError("trace file not found", path=str(path))
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    lines = text.split("\n")
-    if not lines or not lines[0].strip():
-        raise DatasetError("empty trace file (expected a header line)", path=str(path))
-    try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError:
-        raise DatasetError("line 1: the header is not JSON", path=str(path)) from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise DatasetError(f"line 1: not a trace header (format {header.get('format') if isinstance(header, dict) else None!r}, "
-                           f"expected {FORMAT!r})", path=str(path))
+    header, raw = read_jsonl(path, FORMAT, what="LVLM trace")
+    if not header:
+        raise DatasetError("empty LVLM trace (no header line: a recording was stopped before its first line)",
+                           path=str(path))
     trace = Trace(header=header, path=str(path))
     seen_at: dict[tuple[str, int], int] = {}
-    last = len(lines) - 1
-    for i, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        where = f"{path}: line {i}"
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError:
-            if allow_truncated_tail and i - 1 == last:  # a kill mid-write leaves no newline at the end
-                break
-            raise DatasetError(f"line {i}: not JSON", path=str(path)) from None
-        r = _record_from_json(d, where)
+    for d in raw:
+        i = d.pop("_line")
+        r = _record_from_json(d, f"{path}: line {i}")
         key = (r.stream, r.frame)
         if key in seen_at:
             raise DatasetError(f"line {i}: (stream {r.stream!r}, frame {r.frame}) is already in the trace "
@@ -199,41 +201,48 @@ def read_trace(path: str | os.PathLike, *, allow_truncated_tail: bool = False) -
 
 
 class TraceWriter:
-    """Append frame lines to a trace, flushed line by line, so a killed recording resumes."""
+    """Append frame lines to a trace, flushed line by line, so a killed recording resumes.
 
-    def __init__(self, path: str | os.PathLike, header: dict, *, resume: bool = True):
+    Resuming drops the frames whose reply failed at the endpoint (`TraceRecord.retry`), so they
+    are asked again, unless `keep_failed`; `done` holds the frames not to ask again."""
+
+    def __init__(self, path: str | os.PathLike, header: dict, *, resume: bool = True, keep_failed: bool = False):
         self.path = Path(path)
         self.done: set[tuple[str, int]] = set()
-        if resume and self.path.exists() and self.path.stat().st_size > 0:
-            old = read_trace(self.path, allow_truncated_tail=True)
+        self.dropped = 0
+        header = {"format": FORMAT, **header}
+
+        def check(old: dict):
             for k in ("task", "model"):
-                if old.header.get(k) != header.get(k):
-                    raise DatasetError(f"cannot resume: the existing trace has {k} {old.header.get(k)!r}, "
+                if old.get(k) != header.get(k):
+                    raise DatasetError(f"cannot resume: the existing trace has {k} {old.get(k)!r}, "
                                        f"this recording {header.get(k)!r}", path=str(self.path))
-            self.done = set(old.records)
-            self._truncate_partial_tail()
-            self.fh = open(self.path, "a", encoding="utf-8")
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(self.path, "w", encoding="utf-8")
-            self.fh.write(json.dumps({"format": FORMAT, **header}, sort_keys=True) + "\n")
-            self.fh.flush()
+
+        if resume and self.path.exists() and self.path.stat().st_size > 0:
+            hdr, raw = read_jsonl(self.path, FORMAT, what="LVLM trace")
+            if hdr:
+                check(hdr)
+                recs = [(d, _record_from_json({k: v for k, v in d.items() if k != "_line"}, str(self.path)))
+                        for d in raw]
+                keep = [(d, r) for d, r in recs if keep_failed or not r.retry]
+                self.dropped = len(recs) - len(keep)
+                if self.dropped:  # rewrite without the failed frames, so that they are asked again
+                    text = json.dumps(hdr, sort_keys=True) + "\n" + "".join(
+                        json.dumps({k: v for k, v in d.items() if k != "_line"}, sort_keys=True) + "\n"
+                        for d, _ in keep)
+                    atomic_write_text(self.path, text)
+                self.done = {(r.stream, r.frame) for _, r in keep}
+        self._log = JsonlAppender(self.path, header, resume=resume, check=check, what="LVLM trace")
         self.task = header.get("task", "")
         self.model = header.get("model", "")
 
-    def _truncate_partial_tail(self):
-        with open(self.path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
-
     def write(self, rec: TraceRecord):
-        self.fh.write(json.dumps(rec.to_json(self.task, self.model), sort_keys=True) + "\n")
-        self.fh.flush()
+        self._log.write_sorted(rec.to_json(self.task, self.model))
+        self._log.flush()
         self.done.add((rec.stream, rec.frame))
 
     def close(self):
-        self.fh.close()
+        self._log.close()
 
     def __enter__(self):
         return self

@@ -2,6 +2,8 @@ import math
 
 import pytest
 
+from edgevlm_eval.core.records import FrameLine
+
 from edgevlm_eval.core.bootstrap import (Interval, bootstrap_metrics, bootstrap_ratio, bootstrap_run, bootstrap_streams,
                                     per_stream_items, resample_indices)
 from edgevlm_eval.core.labels import LabelSpace
@@ -71,9 +73,10 @@ def test_ratio_and_run_from_log_lines():
     for sid, ups in (("x", [1, 0, 0, 0]), ("y", [1, 1, 0, 1])):
         for f, u in enumerate(ups):
             lines.append({"run": "edgevlm", "stream": sid, "frame": f, "scored": f != 3, "upload": bool(u),
-                          "truth": ["a"], "pred": ["a"] if sid == "x" else None})
+                          "truth": ["a"], "pred": ["a"] if sid == "x" else None, "output": "svlm"})
     lines.append({"run": "other", "stream": "x", "frame": 0, "scored": True, "upload": True, "truth": ["a"],
-                  "pred": ["b"]})
+                  "pred": ["b"], "output": "lvlm"})
+    lines = [FrameLine.from_json(d) for d in lines]
     items = per_stream_items(lines, "edgevlm")
     assert sorted(items) == ["x", "y"] and len(items["x"]) == 3  # frame 3 is not scored
     ivs = bootstrap_run(lines, "edgevlm", SINGLE, ["accuracy"], n=400, seed=0)

@@ -189,7 +189,7 @@ def test_trace_duplicate_and_bad_latency_named(tmp_path, streams):
     with pytest.raises(DatasetError, match="latency.total_s is nan"):
         read_trace(p)
     p.write_text('{"format": "something-else"}\n')
-    with pytest.raises(DatasetError, match="not a trace header"):
+    with pytest.raises(DatasetError, match="not an LVLM trace"):
         read_trace(p)
 
 

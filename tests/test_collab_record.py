@@ -7,9 +7,9 @@ import json
 import pytest
 
 from edgevlm_eval.app.record import record
-from edgevlm_eval.collab.search import Target, dry_lcr, parse_target, search_keyframe, search_theta
+from edgevlm_eval.collab.search import Target, dry_lcr, parse_target, search
 from edgevlm_eval.collab.simulator import SimConfig, Simulator
-from edgevlm_eval.collab.strategies import RunSpec
+from edgevlm_eval.collab.strategies import run_of
 from edgevlm_eval.collab.testing import ScriptedLVLM, ScriptedSVLM, replay, toy_streams, toy_task, toy_trace
 from edgevlm_eval.collab.trace import read_trace
 from edgevlm_eval.core.errors import ConfigError
@@ -28,7 +28,7 @@ def test_record_batched(tmp_path):
     streams = toy_streams(task, 2, 3)
     lv = _lvlm()
     out = record(task, streams, lv, tmp_path / "t.jsonl", model="scripted-lvlm", batch_size=4)
-    assert [len(c) for c in lv.calls] == [4, 2]
+    assert [len(c) for c in lv.calls] == [1, 4, 1]  # the preflight (one real frame alone), then batches of 4
     tr = read_trace(out)
     tr.check_covers(streams, "toy")
     assert tr.header["task"] == "toy" and tr.header["model"] == "scripted-lvlm" and tr.header["latency"] == "measured"
@@ -50,7 +50,7 @@ def test_record_concurrent_and_resume(tmp_path):
     lv.capabilities = Capabilities(grounding=True, batched=False)
     path = tmp_path / "t.jsonl"
     record(task, streams[:1], lv, path, model="m", concurrency=3)
-    assert all(len(c) == 1 for c in lv.calls) and len(lv.calls) == 3
+    assert all(len(c) == 1 for c in lv.calls) and len(lv.calls) == 3  # the preflight is the first frame
     # killed mid-line, then started again on all streams: only the missing frames are recorded
     with open(path, "a") as fh:
         fh.write('{"stream": "s1", "fra')
@@ -83,7 +83,13 @@ def test_record_with_a_latency_source(tmp_path):
 
 def test_parse_target():
     assert parse_target("0.25") == Target(0.25, 0.25)
-    assert parse_target("20-30") == Target(0.2, 0.3)
+    assert parse_target("20-30%") == Target(0.2, 0.3)
+    assert parse_target("25%") == Target(0.25, 0.25)
+    assert parse_target("1.0") == Target(1.0, 1.0)
+    with pytest.raises(ConfigError, match="25%"):
+        parse_target("1.5")  # one unit: a fraction, unless written with a percent sign
+    with pytest.raises(ConfigError):
+        parse_target("20-30")
     assert parse_target("0.35-0.45") == Target(0.35, 0.45)
     with pytest.raises(ConfigError):
         parse_target("0.5-0.2")
@@ -98,31 +104,44 @@ def test_dry_lcr_is_the_lcr_of_the_real_run():
     trace = toy_trace(streams, latency=lat)
     trace.reparse(task.label_space)
     sim = Simulator(task, streams, trace, None, SimConfig(check_images=False))
-    for spec in (RunSpec("edgevlm", K_call=2, K_delay=2), RunSpec("parallel", K_call=0, K_delay=1),
-                 RunSpec("adas", kappa=1.3)):
+    for spec in (run_of("edgevlm", K_call=2, K_delay=2), run_of("parallel", K_call=0, K_delay=1),
+                 run_of("adas", kappa=1.3)):
         out = replay(task, streams, trace, ScriptedSVLM(), [spec])
         lines = [ln for ls in out[spec.run_id].values() for ln in ls]
-        assert dry_lcr(sim, spec) == pytest.approx(sum(ln["upload"] for ln in lines) / len(lines))
-    res = search_keyframe(sim, RunSpec("edgevlm"), Target(0.3, 0.3))
+        assert dry_lcr(sim, spec) == pytest.approx(sum(ln.upload for ln in lines) / len(lines))
+    res = search(sim, run_of("edgevlm"), Target(0.3, 0.3))
     with_4 = [row for row in res.tried if row[1] == 4]
     best4 = min(with_4, key=lambda row: abs(row[2] - 0.3))
     if abs(best4[2] - 0.3) <= 0.025:  # the given K_delay gets close enough: it is kept
-        assert (res.spec.K_call, res.spec.K_delay) == (best4[0], 4) and len(res.tried) == len(with_4)
+        assert (res.spec.knobs.K_call, res.spec.knobs.K_delay) == (best4[0], 4) and len(res.tried) == len(with_4)
     else:  # otherwise other K_delays are tried and the nearest wins
         assert abs(res.lcr - 0.3) == pytest.approx(min(abs(row[2] - 0.3) for row in res.tried))
-    band = search_keyframe(sim, RunSpec("edgevlm"), Target(0.2, 0.6))
-    assert 0.2 <= band.lcr <= 0.6 and band.spec.K_delay == 4
+    band = search(sim, run_of("edgevlm"), Target(0.2, 0.6))
+    assert 0.2 <= band.lcr <= 0.6 and band.spec.knobs.K_delay == 4
 
 
 def test_theta_search_by_hand():
     # h = 0.0, 0.2, 0.2, 0.6, 1.0; upload when h <= theta; 5 frames
     hs = [0.0, 0.2, 0.2, 0.6, 1.0]
-    assert search_theta(hs, 5, RunSpec("laecips"), Target(0.6, 0.6)).spec.theta == 0.2  # 3/5 upload
-    assert search_theta(hs, 5, RunSpec("laecips"), Target(0.2, 0.2)).spec.theta == 0.0
-    r = search_theta(hs, 5, RunSpec("laecips"), Target(0.0, 0.0))
-    assert r.lcr == 0 and r.spec.theta < 0  # nothing uploads
-    assert search_theta(hs, 5, RunSpec("laecips"), Target(1.0, 1.0)).spec.theta == 1.0
+    theta = lambda lo: search(None, run_of("laecips"), Target(lo, lo), scores=hs, n_frames=5)  # noqa: E731
+    assert theta(0.6).spec.knobs.theta == 0.2  # 3/5 upload
+    assert theta(0.2).spec.knobs.theta == 0.0
+    r = theta(0.0)
+    assert r.lcr == 0 and r.spec.knobs.theta < 0  # nothing uploads
+    assert theta(1.0).spec.knobs.theta == 1.0
 
+
+def test_score_search_downward_knob():
+    # a knob that uploads when the score is >= the threshold (direction -1)
+    from edgevlm_eval.collab.search import search_score
+    from edgevlm_eval.collab.strategy import LcrKnob
+
+    knob = LcrKnob("threshold", direction=-1, by_score=True)
+    base = run_of("laecips")
+    hs = [0.1, 0.5, 0.5, 0.9]
+    r = search_score(hs, 4, base.with_(), Target(0.75, 0.75), LcrKnob("theta", direction=-1, by_score=True))
+    assert r.lcr == 0.75 and r.spec.knobs.theta == 0.5  # 0.5, 0.5, 0.9 are >= 0.5
+    assert knob.direction == -1
 
 
 def test_replay_maps_roi_labels_into_the_task_space(tmp_path):

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from edgevlm_eval.collab.strategies import INF, RunSpec
+from edgevlm_eval.collab.strategies import run_of
+from edgevlm_eval.collab.strategy import INF
 from edgevlm_eval.collab.testing import ScriptedSVLM, replay, toy_streams, toy_task, toy_trace
 
 EPS = 1e-9
@@ -71,13 +72,13 @@ def test_engine_matches_the_literal_method(seed):
     task = toy_task(fps=fps)
     streams = toy_streams(task, 1, n)
     trace = toy_trace(streams, latency=lambda s_, t: L[t], answer="car, truck", ok=lambda s_, t: ok[t])
-    spec = RunSpec(strategy, K_call=K_call, K_delay=K_delay, crm=crm)
+    spec = run_of(strategy, K_call=K_call, K_delay=K_delay, **({"crm": crm} if strategy == "edgevlm" else {}))
     got = replay(task, streams, trace, ScriptedSVLM(default="car"), [spec], delta=delta, H=H)[spec.run_id]["s0"]
     want = reference(strategy, L, ok, fps, K_call, K_delay, 1.0, delta, H, crm=crm)
     for T, (ln, (up, why, rows, output, lag)) in enumerate(zip(got, want)):
-        assert (ln["upload"], ln["why"]) == (up, why), T
-        assert [tuple(h[:2]) for h in ln["history"]] == rows, T
-        assert ln["output"] == output, T
-        assert ln["lag"] == lag, T
-        if ln["vfm"] is not None:  # focus only from a fresh j_L (CRM) or the newest LVLM entry (native)
-            assert ln["vfm"]["source"] == (ln["j_L"] if crm or strategy != "edgevlm" else T - lag)
+        assert (ln.upload, ln.why) == (up, why), T
+        assert [tuple(h[:2]) for h in ln.history] == rows, T
+        assert ln.output == output, T
+        assert ln.lag == lag, T
+        if ln.vfm is not None:  # focus only from a fresh j_L (CRM) or the newest LVLM entry (native)
+            assert ln.vfm["source"] == (ln.j_L if crm or strategy != "edgevlm" else T - lag)

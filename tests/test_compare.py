@@ -11,21 +11,27 @@ from edgevlm_eval.core.bootstrap import bootstrap_difference, bootstrap_metrics,
 from edgevlm_eval.app.compare import compare_runs
 from edgevlm_eval.core.errors import EdgeVLMError, UnknownNameError
 from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.records import FrameLine
 
 SPACE = LabelSpace(names=["car", "truck"], multi_label=True)
 
 
-def _lines(spec: dict[str, dict[str, list[str]]], frames: int = 2) -> list[dict]:
+def _raw(spec: dict[str, dict[str, list[str]]], frames: int = 2) -> list[dict]:
     """spec: run -> stream -> prediction (the truth is always ['car'])."""
-    return [{"run": run, "stream": sid, "frame": f, "scored": True, "upload": f == 0, "truth": ["car"], "pred": pred}
+    return [{"run": run, "stream": sid, "frame": f, "scored": True, "upload": f == 0, "truth": ["car"], "pred": pred,
+             "output": "svlm", "why": "test"}
             for run, streams in spec.items() for sid, pred in streams.items() for f in range(frames)]
 
 
+def _lines(spec: dict[str, dict[str, list[str]]], frames: int = 2) -> list[FrameLine]:
+    return [FrameLine.from_json(d) for d in _raw(spec, frames)]
+
+
 def _run_folder(tmp_path, lines):
-    folder = tmp_path / "runs" / "demo" / "all"
+    folder = tmp_path / "runs" / "demo" / "a__b" / "all"
     folder.mkdir(parents=True)
     (folder / "frames.jsonl").write_text("\n".join(json.dumps(x) for x in [{"format": "edgevlm-eval.framelog/1"},
-                                                                             *lines]) + "\n")
+                                                                             *[ln.to_json() for ln in lines]]) + "\n")
     doc = {"format": "edgevlm-eval.results/1",
            "provenance": {"tasks": {"demo": {"labels": ["car", "truck"], "metrics": ["micro_f1", "exact_match"],
                                              "multi_label": True}}},
@@ -64,9 +70,9 @@ def test_pairing_narrows_the_interval():
     for sid, (pa, pb) in preds.items():
         for f in range(10):
             # A gets frame 0 right on hard streams too, B never does
-            lines.append({"run": "A", "stream": sid, "frame": f, "scored": True, "truth": ["car"],
-                          "pred": ["car"] if f == 0 else pa})
-            lines.append({"run": "B", "stream": sid, "frame": f, "scored": True, "truth": ["car"], "pred": pb})
+            for run, pred in (("A", ["car"] if f == 0 else pa), ("B", pb)):
+                lines.append(FrameLine.from_json({"run": run, "stream": sid, "frame": f, "scored": True,
+                                                  "truth": ["car"], "pred": pred, "upload": False, "output": "svlm"}))
     d = bootstrap_difference(per_stream_items(lines, "A"), per_stream_items(lines, "B"), SPACE, ["micro_f1"],
                              n=300, seed=1)["micro_f1"]
     assert d.diff.value > 0 and d.diff.lo > 0 and d.a_better > 0.99

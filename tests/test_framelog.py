@@ -8,13 +8,13 @@ import pytest
 
 from edgevlm_eval.collab.accounting import summarise, without_timings
 from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done
-from edgevlm_eval.collab.strategies import RunSpec
+from edgevlm_eval.collab.strategies import run_of
 from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
 from edgevlm_eval.core.errors import DatasetError
-from edgevlm_eval.core.framelog import FrameLogWriter, check_unique, read_framelog
+from edgevlm_eval.core.records import FrameLine, FrameLogWriter, check_unique, read_framelog
 
-SPECS = [RunSpec("edgevlm", K_call=2, K_delay=2), RunSpec("laecips", theta=0.5), RunSpec("adas", kappa=1.5),
-         RunSpec("parallel", K_call=1, K_delay=3), RunSpec("svlm_only")]
+SPECS = [run_of("edgevlm", K_call=2, K_delay=2), run_of("laecips", theta=0.5), run_of("adas", kappa=1.5),
+         run_of("parallel", K_call=1, K_delay=3), run_of("svlm_only")]
 
 
 class Killed(Exception):
@@ -88,9 +88,9 @@ def test_kill_and_resume_gives_the_same_results(tmp_path):
     assert len(lines2) == len(ref_lines) == 3 * 14 * len(SPECS)
     assert without_timings(summarise(lines2, task)) == ref
     # the frames done before the kill were not sent to the SVLM again
-    assert len(svlm2.requests) == len([ln for ln in ref_lines if ln["svlm"]]) - len([ln for ln in lines if ln["svlm"]])
+    assert len(svlm2.requests) == len([ln for ln in ref_lines if ln.svlm]) - len([ln for ln in lines if ln.svlm])
     # and the per-frame lines themselves agree, timings aside
-    strip = lambda ls: sorted((json.dumps({k: v for k, v in ln.items() if k not in ("engine_s", "svlm_s")},
+    strip = lambda ls: sorted((json.dumps({k: v for k, v in ln.to_json().items() if k not in ("engine_s", "svlm_s")},
                                           sort_keys=True) for ln in ls))
     assert strip(lines2) == strip(ref_lines)
 
@@ -104,13 +104,17 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     sim = Simulator(task, streams, trace, _svlm(), SimConfig(check_images=False, edge_latency=0.2),
                     done=load_done(lines))
     with pytest.raises(DatasetError, match="per-frame log disagrees"):
-        sim.run([RunSpec("edgevlm", K_call=0, K_delay=1)])
+        sim.run([run_of("edgevlm", K_call=0, K_delay=1)])
 
 
 def test_read_framelog_errors(tmp_path):
     p = tmp_path / "f.jsonl"
-    p.write_text('{"format": "edgevlm-eval.framelog/1"}\n{"run": "a"}\nnot json\n{"run": "b"}\n')
+    good = json.dumps({"run": "a", "stream": "s", "frame": 0, "upload": False, "output": "svlm", "why": "never"})
+    p.write_text('{"format": "edgevlm-eval.framelog/1"}\n' + good + '\nnot json\n{"run": "b"}\n')
     with pytest.raises(DatasetError, match="line 3: not JSON"):
+        read_framelog(p)
+    p.write_text('{"format": "edgevlm-eval.framelog/1"}\n{"run": "a"}\n')
+    with pytest.raises(DatasetError, match="line 2: not a per-frame log line"):
         read_framelog(p)
     p.write_text('{"format": "other"}\n')
     with pytest.raises(DatasetError, match="not a per-frame log"):
@@ -118,4 +122,4 @@ def test_read_framelog_errors(tmp_path):
     p.write_text('{"form')  # killed while writing the header
     assert read_framelog(p) == ({}, [])
     with pytest.raises(DatasetError, match="logged twice"):
-        check_unique([{"run": "a", "stream": "s", "frame": 1}, {"run": "a", "stream": "s", "frame": 1}])
+        check_unique([FrameLine.from_json(json.loads(good))] * 2)

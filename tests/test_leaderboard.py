@@ -123,6 +123,13 @@ def test_paper_tables_are_internally_consistent():
 # hand-written results files (the engine's schema, docs/results.md)
 
 
+def _display(spec: dict) -> dict:
+    """How the engine describes a run in results.json (label, proxy, setting, variant...)."""
+    from edgevlm_eval.collab.strategies import run_of
+
+    return run_of(spec["strategy"], **{k: v for k, v in spec.items() if k not in ("strategy", "run", "latency")}).display()
+
+
 def results_doc(runs: dict, *, version="0.1.0", tau=1.0, trace_sha="aaa", svlm="tiny-a", lvlm="tiny-b",
                 task="demo", cache_key="k1") -> dict:
     return {
@@ -137,7 +144,8 @@ def results_doc(runs: dict, *, version="0.1.0", tau=1.0, trace_sha="aaa", svlm="
                              "primary_metric": "micro_f1", "multi_label": True, "cache_key": cache_key}},
         },
         "tasks": {task: {"streams": 2, "frames": 8, "runs": {
-            rid: {"spec": spec, "frames": 8, "scored_frames": 8, "metrics": {**m, "n": 8, "n_invalid": 1},
+            rid: {"spec": spec, "label": _display(spec)["label"], "display": _display(spec),
+                  "frames": 8, "scored_frames": 8, "metrics": {**m, "n": 8, "n_invalid": 1},
                   "lcr": lcr, "uploads": int(lcr * 8), "lhl": lhl,
                   "invalid": {"total": 1, "scored": 1, "by_reason": {"late": 1}}}
             for rid, (spec, m, lcr, lhl) in runs.items()}}},
@@ -177,9 +185,9 @@ def test_two_results_files_expected_rows_and_ranking(tmp_path):
     assert [r.strategy for r in lb.groups[0].rows] == ["edgevlm", "adas", "lvlm_only", "svlm_only"]
     assert lb.metrics["demo"] == ["micro_f1", "exact_match"]
     md = to_markdown(lb)
-    assert "| 1 | reproduced | tiny-a / tiny-b | edgevlm | edgevlm | K_call=3, K_delay=4 | " \
+    assert "| 1 | reproduced | tiny-a / tiny-b | edgeVLM | edgevlm | K_call=3, K_delay=4 | " \
            "25.0 | 75.00 | 50.00 | 2.00 | a/results.json |" in md
-    assert "| 4 | reproduced | tiny-a / tiny-b | svlm_only | svlm_only |  | 0.0 | 50.00 | 25.00 | - | a/results.json |" in md
+    assert "| 4 | reproduced | tiny-a / tiny-b | SVLM only | svlm_only |  | 0.0 | 50.00 | 25.00 | - | a/results.json |" in md
     js = lb.to_json()
     ranked = js["tasks"]["demo"]["groups"][0]["rows"]
     assert [(x["rank"], x["strategy"], x["metrics"]["micro_f1"]) for x in ranked][:2] == \
@@ -197,14 +205,15 @@ def test_row_settings_from_the_engine_schema(tmp_path):
                           "latency": "fixed:3"}, {"micro_f1": 0.65}, 0.3, None),
     }
     doc = results_doc(runs)
-    doc["tasks"]["demo"]["runs"]["adas@20-30"].update({"label": "ADAS (proxy)", "search": {"target": "20-30"}})
+    doc["tasks"]["demo"]["runs"]["adas@20-30"].update({"search": {"target": "20-30"}})
     rows = {r.origin: r for r in load_rows([_write(tmp_path / "r.json", doc)])}
-    assert rows["adas@20-30"].setting == "ADAS (proxy); target LCR 20-30 %; kappa=0.8"  # default adas_beta not shown
+    assert rows["adas@20-30"].strategy_label == "ADAS (proxy)"  # a proxy says so wherever it appears
+    assert rows["adas@20-30"].setting == "target LCR 20-30 %; kappa=0.8"  # default adas_beta not shown
     doc["tasks"]["demo"]["runs"]["adas@20-30"]["search"]["reached"] = False  # the knob could not hit the band
     rows = {r.origin: r for r in load_rows([_write(tmp_path / "r2.json", doc)])}
-    assert rows["adas@20-30"].setting == "ADAS (proxy); target LCR 20-30 % (not reached); kappa=0.8"
+    assert rows["adas@20-30"].setting == "target LCR 20-30 % (not reached); kappa=0.8"
     e = rows["edgevlm+CRM"]
-    assert (e.strategy_label, e.setting) == ("edgevlm[CRM]", "K_call=0, K_delay=inf, alpha=0.5")
+    assert (e.strategy_label, e.setting) == ("edgeVLM[CRM]", "K_call=0, K_delay=inf, alpha=0.5")
     par = rows["parallel@d=3"]
     assert par.params["delay_s"] == 3.0 and par.setting == "K_call=3, K_delay=4; fixed delay 3 s"
     assert {r.pairing for r in rows.values()} == {"tiny-a / tiny-b"}
@@ -256,9 +265,9 @@ def test_paper_rows_beside_reproduced_labelled_not_ranked(tmp_path):
     # Table 1 (9) + Table 2 (13) + Table 5 (4) rows for nuScenes
     assert len(paper) == 26
     abl = [r for r in paper if r["origin"] == "paper Table 5"]
-    assert [r["strategy_label"] for r in abl] == ["parallel", "edgevlm[CRM]", "edgevlm[CRM+GGVR]", "edgevlm"]
+    assert [r["strategy_label"] for r in abl] == ["Parallel", "edgeVLM[CRM]", "edgeVLM[CRM+GGVR]", "edgeVLM"]
     md = (out / "leaderboard.md").read_text()
-    assert "| paper Table 2 | qwen2.5-vl-3b / qwen2.5-vl-72b | edgevlm |  | LCR band 20-30%; K_call=3, K_delay=4 " \
+    assert "| paper Table 2 | qwen2.5-vl-3b / qwen2.5-vl-72b | edgeVLM |  | LCR band 20-30%; K_call=3, K_delay=4 " \
            "(inferred) | 27.3 | 64.49 | 48.00 | 21.99 | - |  |" in md
     # the leaderboard's own JSON output is not read back as results
     assert len(load_rows([tmp_path])) == len(load_rows([tmp_path / "runs"]))
@@ -267,7 +276,7 @@ def test_paper_rows_beside_reproduced_labelled_not_ranked(tmp_path):
 def test_not_results_files(tmp_path):
     _write(tmp_path / "other.json", {"hello": 1})
     skipped: list[str] = []
-    assert load_rows([tmp_path], skipped=skipped) == [] and skipped == [str(tmp_path / "other.json")]
+    assert load_rows([tmp_path], skipped=skipped) == [] and skipped == [f"{tmp_path / 'other.json'} (not a results file)"]
     with pytest.raises(DatasetError, match="not an edgevlm-eval results file"):
         load_rows([tmp_path / "other.json"])
     (tmp_path / "bad.json").write_text("{not json")
@@ -277,8 +286,38 @@ def test_not_results_files(tmp_path):
         load_rows([tmp_path / "missing"])
     doc = results_doc(RUNS_A)
     doc["tasks"]["demo"]["runs"]["edgevlm"]["metrics"] = [0.5]
-    with pytest.raises(DatasetError, match=r"tasks\.demo\.runs\.edgevlm: expected an object with 'metrics'"):
+    with pytest.raises(DatasetError, match=r"tasks\.demo\.runs\.edgevlm\.metrics: expected an object"):
         load_rows([_write(tmp_path / "broken.json", doc)])
+
+
+def test_hand_edited_and_damaged_files(tmp_path, capsys):
+    """A value that is not a fraction is refused, not ranked at 750 %; a damaged file found in a folder is
+    skipped with its reason and the others are still read; a newer results format is read with a note."""
+    runs = tmp_path / "runs"
+    _write(runs / "good" / "results.json", results_doc(RUNS_A))
+    bad = results_doc(RUNS_B)
+    bad["tasks"]["demo"]["runs"]["adas"]["metrics"]["micro_f1"] = 7.5
+    _write(runs / "edited" / "results.json", bad)
+    text = results_doc(RUNS_B)
+    text["tasks"]["demo"]["runs"]["adas"]["metrics"]["micro_f1"] = "0.7"
+    _write(runs / "text" / "results.json", text)
+    (runs / "torn").mkdir()
+    (runs / "torn" / "results.json").write_text('{"format": "edgevlm-eval.results/1", "provenance": {')
+    with pytest.raises(DatasetError, match=r"metrics\.micro_f1: expected a fraction in \[0, 1\] or null, got 7\.5"):
+        load_rows([runs / "edited" / "results.json"])  # named explicitly: an error
+    skipped: list[str] = []
+    rows = load_rows([runs], skipped=skipped)
+    assert {r.origin for r in rows} == {"svlm_only", "edgevlm"}  # the good file's rows
+    assert len(skipped) == 3 and any("got 7.5" in s for s in skipped) and any("got '0.7'" in s for s in skipped)
+    assert any("not valid JSON" in s for s in skipped)
+    assert cli.main(["leaderboard", str(runs), "--quiet"]) == 0
+    err = capsys.readouterr().out
+    assert "skipped" in err and "edited" in err
+    future = results_doc(RUNS_A)
+    future["format"] = "edgevlm-eval.results/2"
+    notes: list[str] = []
+    rows = load_rows([_write(tmp_path / "f" / "results.json", future)], notes=notes)
+    assert len(rows) == 2 and "format edgevlm-eval.results/2" in notes[0]
 
 
 def test_cli_refuses_mixed_with_exit_code(tmp_path, capsys):
@@ -306,7 +345,7 @@ def test_confidence_intervals_shown_and_bootstrapped_from_frame_log(tmp_path):
     for sid, pred in (("x", ["car"]), ("y", ["truck"])):
         for f in range(2):
             lines.append({"run": "edgevlm", "stream": sid, "frame": f, "scored": True, "upload": f == 0,
-                          "truth": ["car"], "pred": pred})
+                          "truth": ["car"], "pred": pred, "output": "svlm"})
     (run / "frames.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     rows = load_rows([run])
     notes: list[str] = []

@@ -136,8 +136,8 @@ def test_pairings_are_separate_series(tmp_path):
     assert {p["strategy"] for p in lcr_points(rows, "demo", "micro_f1")} == {
         "edgevlm (a / b)", "svlm_only (a / b)", "edgevlm (c / b)", "svlm_only (c / b)"}
     assert sorted(delay_series(rows, "demo", "micro_f1")) == ["edgevlm (a / b)", "edgevlm (c / b)"]
-    assert {r["series"] for r in sweep_rows(rows, "demo", "K_call")} == {"reproduced a / b, K_delay=4",
-                                                                         "reproduced c / b, K_delay=4"}
+    assert {r["series"] for r in sweep_rows(rows, "demo", "K_call")} == {"edgevlm: reproduced a / b",
+                                                                         "edgevlm: reproduced c / b"}
 
 
 def test_results_that_are_not_comparable_are_not_drawn_together(tmp_path):

@@ -6,14 +6,17 @@ import json
 
 from edgevlm_eval.collab.accounting import summarise_run
 from edgevlm_eval.collab.testing import toy_task
-from edgevlm_eval.app.results import FORMAT, REDACTED, build_results, provenance, redact, write_results
+from edgevlm_eval.app.results import REDACTED, build_results, provenance, redact, write_results
+from edgevlm_eval.core.records import RESULTS_FORMAT as FORMAT, FrameLine
 
 
 def _line(frame, pred, upload=False, lag=None, output="svlm", invalid=None, scored=True):
-    return {"run": "r", "stream": "s", "frame": frame, "scored": scored, "truth": ["car", "truck"], "upload": upload,
-            "why": "keyframe" if upload else "k_call", "in_time": True if upload else None, "pred": pred,
-            "output": output, "invalid": invalid, "lag": lag, "svlm": {"e_s": 0.5, "unmapped": []}, "lvlm": None,
-            "vfm": None, "engine_s": 0.001, "svlm_s": 0.019}
+    return FrameLine.from_json({
+        "run": "r", "stream": "s", "frame": frame, "scored": scored, "truth": ["car", "truck"], "upload": upload,
+        "why": "keyframe" if upload else "k_call", "in_time": True if upload else None, "pred": pred,
+        "output": output, "invalid": invalid, "lag": lag, "svlm": {"ok": True, "e_s": 0.5, "unmapped": []},
+        "lvlm": {"ok": True, "labels": ["car", "truck"], "unmapped": []} if upload else None,
+        "vfm": None, "engine_s": 0.001, "svlm_s": 0.019})
 
 
 def test_accounting_by_hand():
@@ -44,7 +47,8 @@ def test_results_document(tmp_path, monkeypatch):
     assert "tok-abcdef" not in json.dumps(prov)
     assert prov["tasks"]["toy"]["cache_key"] == "ck" and prov["torch"].startswith("2.")
     doc = build_results(prov, "toy", {"edgevlm": {"metrics": {}, "lcr": 0.3}},
-                        specs={"edgevlm": {"strategy": "edgevlm", "run": "edgevlm"}}, n_streams=2, n_frames=10)
+                        meta_runs={"edgevlm": {"spec": {"strategy": "edgevlm", "run": "edgevlm"}}}, n_streams=2,
+                        n_frames=10)
     assert list(doc) == ["format", "provenance", "tasks"] and doc["format"] == FORMAT
     assert list(doc["tasks"]["toy"]["runs"]["edgevlm"])[:2] == ["spec", "metrics"]
     write_results(tmp_path / "r" / "results.json", doc)

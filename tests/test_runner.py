@@ -1,5 +1,5 @@
-"""The main command's engine part end to end on a toy task: results JSON, resume, rescore,
-protocols, --target-lcr, bad images, secrets, sharding."""
+"""The main command's pipeline end to end on a toy task (streams given in memory): results JSON,
+resume, rescore, protocols, --target-lcr, bad images, secrets, sharding, config precedence."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from edgevlm_eval.app import runner
+from edgevlm_eval.app import pipeline
 from edgevlm_eval.app.cli import build_run_parser
+from edgevlm_eval.app.options import build_config
 from edgevlm_eval.collab.accounting import without_timings
 from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
 from edgevlm_eval.collab.trace import write_trace
 from edgevlm_eval.core.errors import ConfigError, UnknownNameError
-from edgevlm_eval.core.framelog import read_logs
+from edgevlm_eval.core.records import read_logs
 from edgevlm_eval.app.results import REDACTED, redact
 
 N_STREAMS, N_FRAMES = 3, 12
@@ -45,27 +46,43 @@ def world(tmp_path, monkeypatch):
     import edgevlm_eval.model_adapters.registry as reg
 
     monkeypatch.setattr(reg, "load_adapter", load_adapter)
+    monkeypatch.setattr(reg, "resolve", _entry(logprobs=True))
     return task, streams, trace, tmp_path, made
 
 
-def _args(tmp_path, trace, *extra):
+def _entry(logprobs: bool):
+    """A registry stand-in: any spec resolves to an entry of the scripted adapter."""
+    from types import SimpleNamespace
+
+    from edgevlm_eval.model_adapters.base import Capabilities
+
+    return lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=logprobs), edge_latency_s=None)
+
+
+PAIR = "scripted__scripted-lvlm"
+
+
+def _cfg(tmp_path, trace, *extra):
     p = build_run_parser()
     args = p.parse_args(["--task", "toy", "--svlm", "scripted", "--lvlm", "scripted-lvlm", "--trace", str(trace),
-                         "--output-dir", str(tmp_path / "out"), "--no-image-check", "--edge-latency", "0.2",
+                         "--output-dir", str(tmp_path / "out"), "--no-image-check", "--edge-latency", "fixed:0.2",
                          *extra])
-    args.command = "run"
-    return args
+    return build_config(args)
 
 
-def _go(world, *extra, streams=None):
+def _go(world, *extra, streams=None, code=0):
     task, all_streams, trace, tmp, _ = world
-    args = _args(tmp, trace, *extra)
-    assert runner.run_main(args, task, streams or all_streams, {"cache_key": "k"}) == 0
-    return args
+    cfg = _cfg(tmp, trace, *extra)
+    assert pipeline.main(cfg, task=task, streams=streams or all_streams, stream_info={"cache_key": "k"}) == code
+    return cfg
+
+
+def _folder(world, name):
+    return world[3] / "out" / "toy" / PAIR / name
 
 
 def _results(world, name):
-    return json.loads((world[3] / "out" / "toy" / name / "results.json").read_text())
+    return json.loads((_folder(world, name) / "results.json").read_text())
 
 
 def test_all_strategies_results_json(world, capsys):
@@ -76,7 +93,7 @@ def test_all_strategies_results_json(world, capsys):
     for k in ("toolkit_version", "git_hash", "date", "python", "torch", "transformers", "config", "seeds", "models",
               "trace", "tasks", "config_hash"):
         assert k in prov
-    assert prov["trace"]["sha256"] and prov["config"]["tau"] == 1.0 and prov["config"]["K_call"] == 3
+    assert prov["trace"]["sha256"] and prov["config"]["tau"] == 1.0 and prov["edge_latency"]["seconds"] == 0.2
     assert prov["tasks"]["toy"]["cache_key"] == "k" and prov["trace"]["model"] == "scripted-lvlm"
     block = doc["tasks"]["toy"]
     assert block["frames"] == N_STREAMS * N_FRAMES
@@ -87,33 +104,32 @@ def test_all_strategies_results_json(world, capsys):
             assert k in r, (rid, k)
         assert r["frames"] == N_STREAMS * N_FRAMES
     assert block["runs"]["svlm_only"]["lcr"] == 0 and block["runs"]["lvlm_only"]["lcr"] == 1
-    assert block["runs"]["adas"]["label"] == "ADAS (proxy)"
+    assert block["runs"]["adas"]["label"] == "ADAS (proxy)" and block["runs"]["adas"]["display"]["proxy"] is True
     assert block["runs"]["edgevlm"]["spec"] == {"strategy": "edgevlm", "run": "edgevlm", "K_call": 3, "K_delay": 4.0,
                                                 "crm": True, "ggvr": True, "grvr": True, "alpha": 0.7, "mu": 1.0}
+    assert block["runs"]["svlm_only"]["display"]["reference"] is True
     # the ablation switches run at edgeVLM's own keyframes: same uploads, switches as named
     abl = {k: block["runs"][k] for k in ("edgevlm+CRM", "edgevlm+GGVR")}
     assert [(r["spec"]["crm"], r["spec"]["ggvr"], r["spec"]["grvr"]) for r in abl.values()] == [
         (True, False, False), (True, True, False)]
     assert all(r["lcr"] == block["runs"]["edgevlm"]["lcr"] for r in abl.values())
-    _, lines = read_logs(world[3] / "out" / "toy" / "all")
+    _, lines = read_logs(_folder(world, "all"))
     assert len(lines) == 9 * N_STREAMS * N_FRAMES
     assert "toy: 9 runs" in capsys.readouterr().out
 
 
-def test_all_adds_only_the_switch_rungs_below_the_users(world):
-    from edgevlm_eval.app.runner import ablation_switches
+def test_all_adds_only_the_switch_rungs_below_the_users():
+    from edgevlm_eval.collab.protocols import ablation_switches
+    from edgevlm_eval.collab.strategies import run_of
 
-    base = runner.base_spec(_args(world[3], world[2], "--no-grvr"))
-    assert [i.spec.run_id for i in ablation_switches(base, None)] == ["edgevlm+CRM"]
-    base = runner.base_spec(_args(world[3], world[2], "--no-ggvr", "--no-grvr"))
-    assert ablation_switches(base, None) == []
-    base = runner.base_spec(_args(world[3], world[2], "--no-crm"))
-    assert ablation_switches(base, None) == []
+    assert [i.spec.run_id for i in ablation_switches(run_of("edgevlm", grvr=False), None)] == ["edgevlm+CRM"]
+    assert ablation_switches(run_of("edgevlm", ggvr=False, grvr=False), None) == []
+    assert ablation_switches(run_of("edgevlm", crm=False), None) == []
 
 
 def test_resume_after_a_kill_and_rescore(world):
     _go(world, "--strategy", "edgevlm,laecips,adas")
-    folder = world[3] / "out" / "toy" / "edgevlm+laecips+adas"
+    folder = _folder(world, "edgevlm+laecips+adas")
     ref = _results(world, "edgevlm+laecips+adas")
     # kill: keep the header and the first 40 lines, and half of the next one
     log = folder / "frames.jsonl"
@@ -125,7 +141,7 @@ def test_resume_after_a_kill_and_rescore(world):
     strip = lambda d: without_timings(d["tasks"]["toy"]["runs"])
     assert strip(again) == strip(ref)
     _, logged = read_logs(folder)
-    keys = [(ln["run"], ln["stream"], ln["frame"]) for ln in logged]
+    keys = [(ln.run, ln.stream, ln.frame) for ln in logged]
     assert len(keys) == len(set(keys)) == 3 * N_STREAMS * N_FRAMES
     # the SVLM only saw the frames that were not logged before the kill
     made = world[4]
@@ -145,7 +161,7 @@ def test_all_without_uplink_skips_distributed_vlm(world, capsys):
     assert "distributed_vlm" not in doc["tasks"]["toy"]["runs"] and len(doc["tasks"]["toy"]["runs"]) == 8
     assert "distributed_vlm skipped" in doc["provenance"]["notes"][0]
     assert "note: distributed_vlm skipped" in capsys.readouterr().out
-    with pytest.raises(Exception, match="uplink"):
+    with pytest.raises(ConfigError, match="uplink"):
         _go(world, "--strategy", "distributed_vlm", "--run-name", "d")
 
 
@@ -254,22 +270,23 @@ def test_bad_images_are_invalid_and_counted(world, tmp_path):
             Path(f.images[0]).write_bytes(b"\xff\xd8\xff not a jpeg")
             continue
         Image.new("RGB", (8, 8), (f.index * 40, 0, 0)).save(f.images[0])
-    args = _args(tmp, trace, "--strategy", "svlm_only,lvlm_only")
-    args.image_check = True
-    runner.run_main(args, task, streams, {})
+    import dataclasses
+
+    cfg = dataclasses.replace(_cfg(tmp, trace, "--strategy", "svlm_only,lvlm_only"), image_check=True)
+    assert pipeline.main(cfg, task=task, streams=streams) == 0
     runs = _results(world, "svlm_only+lvlm_only")["tasks"]["toy"]["runs"]
     for r in runs.values():
         assert r["invalid"]["by_reason"].get("image") == 2
-    _, lines = read_logs(tmp / "out" / "toy" / "svlm_only+lvlm_only")
-    bad = {ln["frame"]: ln["detail"] for ln in lines if ln["invalid"] == "image" and ln["run"] == "svlm_only"}
+    _, lines = read_logs(_folder(world, "svlm_only+lvlm_only"))
+    bad = {ln.frame: ln.detail for ln in lines if ln.invalid == "image" and ln.run == "svlm_only"}
     assert "missing image" in bad[1] and "corrupt image" in bad[2]
-    assert all(not ln["upload"] for ln in lines if ln["invalid"] == "image")
+    assert all(not ln.upload for ln in lines if ln.invalid == "image")
 
 
 def test_secrets_are_redacted(world, monkeypatch):
     monkeypatch.setenv("MY_API_KEY", "sk-very-secret-123")
     _go(world, "--strategy", "svlm_only", "--run-name", "s")
-    text = (world[3] / "out" / "toy" / "s" / "results.json").read_text()
+    text = (_folder(world, "s") / "results.json").read_text() + (_folder(world, "s") / "run.json").read_text()
     assert "sk-very-secret-123" not in text
     assert redact({"api_key": "abc", "x": {"token": "t"}, "u": "http://h/?k=sk-very-secret-123", "n": 1}) == {
         "api_key": REDACTED, "x": {"token": REDACTED}, "u": f"http://h/?k={REDACTED}", "n": 1}
@@ -278,17 +295,17 @@ def test_secrets_are_redacted(world, monkeypatch):
 def test_shards_merge_to_the_single_process_result(world, monkeypatch):
     """Two processes, run one after the other (barriers stubbed): rank 1 then rank 0, which merges."""
     _go(world, "--strategy", "edgevlm,adas,svlm_only", "--run-name", "one")
-    monkeypatch.setattr(runner, "_barrier", lambda world: None)
+    monkeypatch.setattr(pipeline, "barrier", lambda world: None)
     for rank in (1, 0):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         _go(world, "--strategy", "edgevlm,adas,svlm_only", "--run-name", "two")
-    folder = world[3] / "out" / "toy" / "two"
+    folder = _folder(world, "two")
     assert sorted(p.name for p in folder.glob("frames*.jsonl")) == ["frames-000-of-002.jsonl",
                                                                       "frames-001-of-002.jsonl"]
     one, two = _results(world, "one"), _results(world, "two")
     assert without_timings(two["tasks"]["toy"]["runs"]) == without_timings(one["tasks"]["toy"]["runs"])
-    assert runner.shard(world[1], 1, 2) == [world[1][1]]
+    assert pipeline.shard(world[1], 1, 2) == [world[1][1]]
 
 
 def test_engine_config_yaml(world):
@@ -303,15 +320,45 @@ def test_engine_config_yaml(world):
     # fixed 2 s > tau: no LVLM answer is ever the output
     assert doc["tasks"]["toy"]["runs"]["edgevlm"]["output_sources"]["lvlm"] == 0
     cfg.write_text("K_cal: 1\n")
-    with pytest.raises(ConfigError, match="key 'K_cal': unknown engine option"):
+    with pytest.raises(ConfigError, match="key 'K_cal': unknown engine option; nearest: K_call"):
         _go(world, "--engine-config", str(cfg))
+    cfg.write_text("tau: fast\n")
+    with pytest.raises(ConfigError, match="tau.*expected a number"):
+        _go(world, "--engine-config", str(cfg))
+
+
+def test_flags_beat_engine_config_even_at_their_default(world):
+    tmp = world[3]
+    cfg = tmp / "engine.yaml"
+    cfg.write_text("K_call: 5\ntau: 2.0\nstrategy: edgevlm\n")
+    c = _cfg(tmp, world[2], "--engine-config", str(cfg), "--K-call", "3", "--tau", "1.0")
+    assert dict(c.knobs)["K_call"] == 3 and c.tau == 1.0  # given on the command line: wins
+    c = _cfg(tmp, world[2], "--engine-config", str(cfg))
+    assert dict(c.knobs)["K_call"] == 5 and c.tau == 2.0  # not given: the YAML's
+    _go(world, "--engine-config", str(cfg), "--K-call", "3", "--run-name", "p")
+    assert _results(world, "p")["tasks"]["toy"]["runs"]["edgevlm"]["spec"]["K_call"] == 3
+
+
+def test_per_strategy_knobs_on_the_command_line(world):
+    _go(world, "--strategy", "edgevlm:K_call=1,K_delay=inf,name=ev1", "--strategy", "edgevlm,parallel:K_call=2",
+        "--K-call", "4", "--run-name", "k")
+    runs = _results(world, "k")["tasks"]["toy"]["runs"]
+    assert list(runs) == ["ev1", "edgevlm", "parallel"]
+    assert (runs["ev1"]["spec"]["K_call"], runs["ev1"]["spec"]["K_delay"]) == (1, "inf")
+    assert runs["edgevlm"]["spec"]["K_call"] == 4  # the knob flag, for every strategy that has the knob
+    assert runs["parallel"]["spec"]["K_call"] == 2  # the strategy's own knob beats the flag
+    with pytest.raises(ConfigError, match="unknown knob"):
+        _go(world, "--strategy", "parallel:crm=false", "--run-name", "x")
+    with pytest.raises(ConfigError, match="two runs are named"):
+        _go(world, "--strategy", "edgevlm,edgevlm", "--run-name", "x")
 
 
 def test_laecips_without_token_probabilities(world, monkeypatch):
     import edgevlm_eval.model_adapters.registry as reg
 
+    monkeypatch.setattr(reg, "resolve", _entry(logprobs=False))
     monkeypatch.setattr(reg, "load_adapter", lambda spec, **kw: ScriptedSVLM(fn=_fn, logprobs=False))
-    with pytest.raises(ConfigError, match="laecips needs the SVLM's token probabilities"):
+    with pytest.raises(ConfigError, match="laecips: it needs the SVLM's token probabilities"):
         _go(world, "--strategy", "edgevlm,laecips")
     _go(world, "--protocol", "ablation", "--run-name", "a")  # no laecips in it: fine
     _go(world, "--strategy", "all")

@@ -15,7 +15,10 @@ from edgevlm_eval.collab.accounting import without_timings
 
 SCRIPT = textwrap.dedent('''
     import sys
-    from edgevlm_eval.app import runner
+    from types import SimpleNamespace
+    from edgevlm_eval.app import pipeline
+    from edgevlm_eval.app.options import build_config
+    from edgevlm_eval.model_adapters.base import Capabilities
     from edgevlm_eval.app.cli import build_run_parser
     from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
     from edgevlm_eval.collab.trace import write_trace
@@ -34,10 +37,11 @@ SCRIPT = textwrap.dedent('''
         return "car, truck" if lv else "car"
 
     reg.load_adapter = lambda spec, **kw: ScriptedSVLM(fn=fn, default_prob=0.5)
+    reg.resolve = lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True), edge_latency_s=None)
     args = build_run_parser().parse_args(["--task", "toy", "--svlm", "x", "--trace", trace_path, "--output-dir", out,
-                                          "--no-image-check", "--edge-latency", "0.2",
+                                          "--no-image-check", "--edge-latency", "fixed:0.2",
                                           "--strategy", "edgevlm,laecips,svlm_only", "--target-lcr", "0.3"])
-    sys.exit(runner.run_main(args, task, streams, {}))
+    sys.exit(pipeline.main(build_config(args), task=task, streams=streams))
 ''')
 
 
@@ -61,9 +65,9 @@ def test_two_processes_equal_one(tmp_path):
                          env=env, timeout=180)
     assert two.returncode == 0, two.stderr[-3000:]
     name = "edgevlm+laecips+svlm_only"
-    r1 = json.loads((tmp_path / "one" / "toy" / name / "results.json").read_text())
-    r2 = json.loads((tmp_path / "two" / "toy" / name / "results.json").read_text())
-    assert sorted(p.name for p in (tmp_path / "two" / "toy" / name).glob("frames*")) == [
+    r1 = json.loads((tmp_path / "one" / "toy" / "x__m" / name / "results.json").read_text())
+    r2 = json.loads((tmp_path / "two" / "toy" / "x__m" / name / "results.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "two" / "toy" / "x__m" / name).glob("frames*")) == [
         "frames-000-of-002.jsonl", "frames-001-of-002.jsonl"]
     assert r2["provenance"]["world"] == 2
     runs1, runs2 = without_timings(r1["tasks"]["toy"]["runs"]), without_timings(r2["tasks"]["toy"]["runs"])

@@ -25,7 +25,7 @@ def test_records_once_then_replays(tmp_path, capsys):
     assert main([*BASE, "--lvlm", "tiny-qwen2.5-vl", "--strategy", "edgevlm", "--output-dir", out]) == 0
     assert "recording the LVLM trace" not in capsys.readouterr().err
     assert traces[0].stat().st_mtime_ns == mtime  # replayed, not recorded again
-    res = json.loads((tmp_path / "runs" / "demo" / "edgevlm" / "results.json").read_text())
+    res = json.loads((tmp_path / "runs" / "demo" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl" / "edgevlm" / "results.json").read_text())
     assert res["provenance"]["trace"]["sha256"]
 
 
@@ -39,10 +39,10 @@ def test_run_writes_its_plots_unless_told_not_to(tmp_path, capsys):
     out = tmp_path / "runs"
     args = [*BASE, "--lvlm", "tiny-qwen2.5-vl", "--strategy", "svlm_only,edgevlm", "--output-dir", str(out)]
     assert main(args) == 0
-    pngs = sorted(p.name for p in (out / "demo" / "svlm_only+edgevlm" / "plots").glob("*.png"))
+    pngs = sorted(p.name for p in (out / "demo" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl" / "svlm_only+edgevlm" / "plots").glob("*.png"))
     assert "lcr_demo_micro_f1.png" in pngs
     assert main([*args, "--run-name", "np", "--no-plots"]) == 0
-    assert not (out / "demo" / "np" / "plots").exists()
+    assert not (out / "demo" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl" / "np" / "plots").exists()
 
 
 def test_partial_trace_is_completed_not_redone(tmp_path, capsys):

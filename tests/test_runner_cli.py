@@ -11,7 +11,6 @@ import pytest
 pytest.importorskip("edgevlm_eval.model_adapters.registry")
 from edgevlm_eval.app import cli  # noqa: E402
 from edgevlm_eval.collab.trace import read_trace  # noqa: E402
-from edgevlm_eval.app.runner import rescore_main  # noqa: E402
 
 
 def test_record_then_run_on_the_demo_task(tmp_path, capsys):
@@ -24,7 +23,8 @@ def test_record_then_run_on_the_demo_task(tmp_path, capsys):
     args = ["--task", "demo", "--svlm", "tiny-qwen2.5-vl", "--lvlm", "tiny-qwen2.5-vl", "--trace", str(trace),
             "--strategy", "edgevlm", "--K-call", "3", "--K-delay", "4", "--output-dir", str(out), "--edge-fast", *sel]
     assert cli.main(args) == 0
-    res = json.loads((out / "demo" / "edgevlm" / "results.json").read_text())
+    folder = out / "demo" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl" / "edgevlm"
+    res = json.loads((folder / "results.json").read_text())
     run = res["tasks"]["demo"]["runs"]["edgevlm"]
     assert run["frames"] == 6 and run["uploads"] >= 2  # frame 0 of each stream at least
     assert res["provenance"]["models"]["svlm"]["name"] == "tiny-qwen2.5-vl"
@@ -35,6 +35,6 @@ def test_record_then_run_on_the_demo_task(tmp_path, capsys):
     assert "edgevlm" in capsys.readouterr().err
     # re-score without models or dataset
     before = run
-    assert rescore_main([str(out / "demo" / "edgevlm"), "--task", "demo"]) == 0
-    again = json.loads((out / "demo" / "edgevlm" / "results.json").read_text())["tasks"]["demo"]["runs"]["edgevlm"]
+    assert cli.main(["rescore", str(folder), "--task", "demo"]) == 0
+    again = json.loads((folder / "results.json").read_text())["tasks"]["demo"]["runs"]["edgevlm"]
     assert again["metrics"] == before["metrics"] and again["lcr"] == before["lcr"]

@@ -12,11 +12,14 @@ import textwrap
 import time
 
 from edgevlm_eval.collab.accounting import without_timings
-from edgevlm_eval.core.framelog import check_unique, read_logs
+from edgevlm_eval.core.records import check_unique, read_logs
 
 SCRIPT = textwrap.dedent('''
     import sys, time
-    from edgevlm_eval.app import runner
+    from types import SimpleNamespace
+    from edgevlm_eval.app import pipeline
+    from edgevlm_eval.app.options import build_config
+    from edgevlm_eval.model_adapters.base import Capabilities
     from edgevlm_eval.app.cli import build_run_parser
     from edgevlm_eval.collab.testing import ScriptedSVLM, toy_streams, toy_task, toy_trace
     from edgevlm_eval.collab.trace import write_trace
@@ -39,10 +42,11 @@ SCRIPT = textwrap.dedent('''
             return super().generate(reqs)
 
     reg.load_adapter = lambda spec, **kw: Slow(fn=fn, default_prob=0.5, keep=False)
+    reg.resolve = lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True), edge_latency_s=None)
     args = build_run_parser().parse_args(["--task", "toy", "--svlm", "x", "--trace", trace_path, "--output-dir", out,
-                                          "--no-image-check", "--edge-latency", "0.2",
+                                          "--no-image-check", "--edge-latency", "fixed:0.2",
                                           "--strategy", "edgevlm,adas,laecips,svlm_only"])
-    sys.exit(runner.run_main(args, task, streams, {}))
+    sys.exit(pipeline.main(build_config(args), task=task, streams=streams))
 ''')
 
 NAME = "edgevlm+adas+laecips+svlm_only"
@@ -55,7 +59,7 @@ def test_sigkill_then_resume(tmp_path):
     ref = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), str(tmp_path / "t1.jsonl"), "0"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert ref.returncode == 0, ref.stderr
-    folder = tmp_path / "run" / "toy" / NAME
+    folder = tmp_path / "run" / "toy" / "x__m" / NAME
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "run"), str(tmp_path / "t2.jsonl"), "0.05"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 60
@@ -75,6 +79,6 @@ def test_sigkill_then_resume(tmp_path):
     _, lines = read_logs(folder)
     check_unique(lines)
     assert len(lines) == 4 * 30 * 4
-    r1 = json.loads((tmp_path / "ref" / "toy" / NAME / "results.json").read_text())["tasks"]["toy"]["runs"]
+    r1 = json.loads((tmp_path / "ref" / "toy" / "x__m" / NAME / "results.json").read_text())["tasks"]["toy"]["runs"]
     r2 = json.loads((folder / "results.json").read_text())["tasks"]["toy"]["runs"]
     assert without_timings(r2) == without_timings(r1)

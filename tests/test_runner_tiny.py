@@ -10,7 +10,8 @@ import pytest
 
 from edgevlm_eval.app.record import record
 from edgevlm_eval.collab.simulator import SimConfig, Simulator
-from edgevlm_eval.collab.strategies import INF, RunSpec
+from edgevlm_eval.collab.strategies import run_of
+from edgevlm_eval.collab.strategy import INF
 from edgevlm_eval.collab.testing import ScriptedLVLM, toy_streams, toy_task
 from edgevlm_eval.collab.trace import read_trace
 from edgevlm_eval.core.types import Box
@@ -56,17 +57,17 @@ def test_edgevlm_with_the_tiny_svlm_applies_visual_focus(tmp_path, tiny):
     tr.reparse(task.label_space)
     assert tiny.capabilities.token_focus
     sim = Simulator(task, streams, tr, tiny, SimConfig(edge_latency=0.2, batch_size=4))
-    lines = sim.run([RunSpec("edgevlm", K_call=1, K_delay=INF), RunSpec("svlm_only")])
-    ev = [ln for ln in lines if ln["run"] == "edgevlm"]
+    lines = sim.run([run_of("edgevlm", K_call=1, K_delay=INF), run_of("svlm_only")])
+    ev = [ln for ln in lines if ln.run == "edgevlm"]
     # lockstep: one batched SVLM call per step (2 streams x 2 runs = 4 requests), 3 steps
     assert len(ev) == 6 and sim.svlm_calls == 3
-    with_vfm = [ln for ln in ev if ln["vfm"]]
-    assert with_vfm and all(ln["vfm"]["applied"] for ln in with_vfm)
-    assert all(ln["svlm"]["ok"] for ln in lines)
+    with_vfm = [ln for ln in ev if ln.vfm]
+    assert with_vfm and all(ln.vfm["applied"] for ln in with_vfm)
+    assert all(ln.svlm.ok for ln in lines)
     # the adapter reports how many visual tokens GGVR kept
-    kept = [ln["svlm"].get("visual_tokens") for ln in with_vfm]
+    kept = [ln.svlm.visual_tokens for ln in with_vfm]
     assert all(k is None or k[1] is None or k[1] <= k[0] for k in kept)
-    json.dumps(lines)  # every line is JSON as logged
+    json.dumps([ln.to_json() for ln in lines])  # every line is JSON as logged
     from edgevlm_eval.collab.accounting import summarise_run
 
     vt = summarise_run(ev, task)["visual_tokens"]

@@ -1,11 +1,10 @@
 """The `edgevlm-eval` command line.
 
     edgevlm-eval --task T --svlm S --lvlm L [--strategy X] ...   the main command (evaluate)
-    edgevlm-eval tasks | models | streams | record | serve | leaderboard | plot | compare
+    edgevlm-eval tasks | models | streams | record | serve | leaderboard | plot | compare | rescore | plan
 
-Subcommands that belong to other parts of the toolkit live in their own modules, each exposing
-`add_arguments(parser)` and `main(args) -> int`; this file only wires them up, so that `--help`
-stays fast and a missing optional part says so instead of crashing.
+Subcommands that live in their own modules expose `add_arguments(parser)` and `main(args) -> int`;
+they are imported only when they run, so that `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from edgevlm_eval import __version__
 from edgevlm_eval.core.errors import EdgeVLMError
 
 # name -> (module, one-line help). Modules are imported only when their subcommand runs.
-PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
+MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "record": ("edgevlm_eval.app.record", "run the LVLM on every frame of a task and write an LVLM trace"),
     "serve": ("edgevlm_eval.model_adapters.serve", "serve a local model as an OpenAI-compatible endpoint"),
     "leaderboard": ("edgevlm_eval.app.leaderboard", "collect results JSONs into one table"),
@@ -31,39 +30,41 @@ CORE_COMMANDS = {
     "tasks": "list the tasks with their label space, rate and whether their data was found",
     "models": "list the model registry entries with their capabilities",
     "streams": "convert a task's dataset and write its streams, one frame per line",
+    "rescore": "recompute a run folder's results.json from its per-frame log (no model, no dataset)",
 }
 
 EPILOG = """commands:
   (none)/run   evaluate: edgevlm-eval --task demo --svlm demo-svlm --lvlm demo-lvlm
 """ + "".join(f"  {k:<12} {v}\n" for k, v in {**{k: v for k, v in CORE_COMMANDS.items() if k != 'run'},
-                                              **{k: h for k, (_, h) in PLUGIN_COMMANDS.items()}}.items()) + """
+                                              **{k: h for k, (_, h) in MODULE_COMMANDS.items()}}.items()) + """
 Run `edgevlm-eval COMMAND --help` for a command's options.
 Dataset roots come from --data-root or the environment variable each task names (see `edgevlm-eval tasks`).
+Exit codes: 0 done, 2 error (nothing scored), 3 done but compromised (failed LVLM or SVLM replies; see the notes).
 """
 
 
 def _console():
-    from edgevlm_eval.app.console import console
+    from .console import console
 
     return console()
-
-
-def _import_plugin(module: str):
-    """The module of an optional part, or None if that part is not installed yet."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (module == e.name or module.startswith(e.name + ".")):
-            return None
-        raise
 
 
 # ---------------------------------------------------------------------------------------------
 # parsers
 
 
-def _add_task_args(p: argparse.ArgumentParser, *, required: bool = True):
-    p.add_argument("--task", required=required, metavar="T",
+def _count(v: str) -> int:
+    """--limit / --max-frames: a positive integer."""
+    from .options import positive_int
+
+    try:
+        return positive_int(v, "")
+    except EdgeVLMError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
+
+
+def add_task_args(p):
+    p.add_argument("--task", required=True, metavar="T",
                    help="task name (see `edgevlm-eval tasks`) or path to a task YAML")
     p.add_argument("--data-root", dest="data_root", metavar="R",
                    help="dataset root folder (default: the env var the task names)")
@@ -73,13 +74,38 @@ def _add_task_args(p: argparse.ArgumentParser, *, required: bool = True):
                    help="convert the dataset again instead of reading the stream cache")
 
 
-def _add_selection_args(p: argparse.ArgumentParser):
-    p.add_argument("--limit", type=int, metavar="N", help="use only the first N streams (sorted by id)")
-    p.add_argument("--max-frames", dest="max_frames", type=int, metavar="N",
+def add_selection_args(p):
+    p.add_argument("--limit", type=_count, metavar="N", help="use only the first N streams (sorted by id)")
+    p.add_argument("--max-frames", dest="max_frames", type=_count, metavar="N",
                    help="use only the first N frames of each stream")
 
 
+def add_output_args(p):
+    p.add_argument("--quiet", action="store_true", help="no progress, warnings and errors only")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def _suggest_on_error(p: argparse.ArgumentParser) -> None:
+    """An unknown switch (`--no-crmm`) gets the nearest known options in the error message."""
+    from edgevlm_eval.core.errors import nearest
+
+    orig = p.error
+
+    def error(message: str):
+        if message.startswith("unrecognized arguments:"):
+            flags = sorted(o for a in p._actions for o in a.option_strings if o.startswith("--"))
+            hints = [f"{b} -> {', '.join(nearest(b.split('=')[0], flags)[:3])}"
+                     for b in message.split(":", 1)[1].split() if b.startswith("--")]
+            if hints:
+                message += " (nearest known options: " + "; ".join(hints) + ")"
+        orig(message)
+
+    p.error = error
+
+
 def build_run_parser(prog: str = "edgevlm-eval") -> argparse.ArgumentParser:
+    from .options import add_engine_arguments
+
     p = argparse.ArgumentParser(
         prog=prog,
         allow_abbrev=False,  # --K-cal must not silently mean --K-call
@@ -91,15 +117,15 @@ def build_run_parser(prog: str = "edgevlm-eval") -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"edgevlm-eval {__version__}")
     g = p.add_argument_group("what to evaluate")
-    _add_task_args(g)
+    add_task_args(g)
     g.add_argument("--svlm", metavar="S", help="edge model: a registry name (see `edgevlm-eval models`) or adapter:path")
     g.add_argument("--lvlm", metavar="L", help="cloud model: a registry name or adapter:path")
-    _add_selection_args(g)
+    add_selection_args(g)
     g.add_argument("--output-dir", dest="output_dir", default="runs", metavar="D",
-                   help="where results JSON, per-frame log and plots go (default: ./runs)")
-    runner = _import_plugin("edgevlm_eval.app.runner")
-    if runner is not None:
-        runner.add_run_arguments(p)
+                   help="where runs go: D/<task>/<svlm>__<lvlm>/<run>/ (default: ./runs)")
+    add_output_args(g)
+    add_engine_arguments(p)
+    _suggest_on_error(p)
     return p
 
 
@@ -107,30 +133,32 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     prog = f"edgevlm-eval {command}"
     if command == "run":
         return build_run_parser(prog)
-    if command == "tasks":
-        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS["tasks"])
-        p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D")
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    if command in CORE_COMMANDS:
+        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS[command])
+        if command == "tasks":
+            p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D")
+            p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        elif command == "models":
+            p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        elif command == "streams":
+            p.description += (". The file starts with a header line, then one frame per line "
+                              "(stream, index, timestamp_s, images, query, labels).")
+            add_task_args(p)
+            add_selection_args(p)
+            p.add_argument("--out", required=True, metavar="F.jsonl", help="output file")
+            p.add_argument("--check-images", dest="check_images", action="store_true",
+                           help="decode every frame image and report missing or corrupt ones")
+        elif command == "rescore":
+            p.add_argument("folder", help="run folder (holds run.json and frames*.jsonl)")
+            p.add_argument("--task", required=True, help="task name or YAML path (for its labels and metrics)")
+            p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[])
+        add_output_args(p)
         return p
-    if command == "models":
-        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS["models"])
-        p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        return p
-    if command == "streams":
-        p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=CORE_COMMANDS["streams"] +
-                                    ". The file starts with a header line, then one frame per line "
-                                    "(stream, index, timestamp_s, images, query, labels).")
-        _add_task_args(p)
-        _add_selection_args(p)
-        p.add_argument("--out", required=True, metavar="F.jsonl", help="output file")
-        p.add_argument("--check-images", dest="check_images", action="store_true",
-                       help="decode every frame image and report missing or corrupt ones")
-        return p
-    module, help_ = PLUGIN_COMMANDS[command]
+    module, help_ = MODULE_COMMANDS[command]
     p = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=help_)
-    mod = _import_plugin(module)
-    if mod is not None:
-        mod.add_arguments(p)
+    importlib.import_module(module).add_arguments(p)
+    if not any("--quiet" in a.option_strings for a in p._actions):
+        add_output_args(p)
     return p
 
 
@@ -138,64 +166,25 @@ def build_parser(command: str) -> argparse.ArgumentParser:
 # commands
 
 
-def _progress_counter(description: str):
-    """A rich progress bar for work of unknown size; returns (context manager, advance(n))."""
-    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=True, disable=not sys.stderr.isatty())
-    tid = prog.add_task(description, total=None)
-    return prog, (lambda n=1: prog.advance(tid, n))
-
-
 def load_task_and_streams(args, task=None) -> tuple:
-    """(task, streams, info) for the --task/--data-root/--limit/--max-frames arguments (`task`:
-    the TaskConfig when the caller has already loaded it)."""
-    from edgevlm_eval.tasks.streams import load_streams
-    from edgevlm_eval.tasks import load_task
+    """(task, streams, info) for the --task/--data-root/--limit/--max-frames arguments."""
+    from .data import load_task_and_streams as load
 
-    task = task or load_task(args.task, args.tasks_dir)
-    prog, advance = _progress_counter(f"converting {task.name}")
-    with prog:
-        streams, info = load_streams(task, args.data_root, use_cache=not args.no_cache, progress=advance)
-    if getattr(args, "limit", None) is not None:
-        streams = streams[: args.limit]
-    if getattr(args, "max_frames", None) is not None:
-        for s in streams:
-            s.frames = s.frames[: args.max_frames]
-    return task, streams, info
-
-
-def _summary_line(task, streams) -> str:
-    n = sum(len(s) for s in streams)
-    per = [len(f.labels) for s in streams for f in s.frames if f.scored]
-    lab = f", {sum(per) / len(per):.2f} labels per scored frame" if per and task.label_space.multi_label else ""
-    return f"{task.name}: {len(streams)} streams, {n} frames at {task.fps:g} FPS{lab}"
+    return load(args.task, tasks_dir=args.tasks_dir, data_root=args.data_root, no_cache=args.no_cache,
+                limit=getattr(args, "limit", None), max_frames=getattr(args, "max_frames", None), task=task)
 
 
 def cmd_run(args) -> int:
-    con = _console()
-    from edgevlm_eval.tasks import load_task
+    from .options import build_config
+    from .pipeline import main as run_pipeline
 
-    task = load_task(args.task, args.tasks_dir)  # fail fast on a bad task before checking models
-    registry = _import_plugin("edgevlm_eval.model_adapters.registry")
-    missing = []
-    for role in ("svlm", "lvlm"):
-        spec = getattr(args, role)
-        if spec and registry is not None:
-            registry.resolve(spec)  # unknown name -> UnknownNameError with the known names
-    task, streams, info = load_task_and_streams(args, task)
-    con.print(_summary_line(task, streams) + (" (from cache)" if info["cache_hit"] else ""))
-    runner = _import_plugin("edgevlm_eval.app.runner")
-    if registry is None:
-        missing.append("model adapters (edgevlm_eval.model_adapters.registry)")
-    if runner is None:
-        missing.append("the collaboration engine (edgevlm_eval.app.runner)")
-    if missing:
-        con.print("[yellow]The task converts, but this installation lacks " + " and ".join(missing) +
-                  "; nothing was evaluated.[/yellow]")
-        return 2
-    return runner.run_main(args, task, streams, info)
+    return run_pipeline(build_config(args))
+
+
+def cmd_rescore(args) -> int:
+    from .pipeline import rescore_folder
+
+    return rescore_folder(args.folder, args.task, args.tasks_dir)
 
 
 def cmd_tasks(args) -> int:
@@ -241,24 +230,19 @@ def cmd_tasks(args) -> int:
 def cmd_models(args) -> int:
     import json
 
-    registry = _import_plugin("edgevlm_eval.model_adapters.registry")
-    if registry is None:
-        print("No model adapters are installed in this build (edgevlm_eval.model_adapters.registry is missing).")
-        return 2
-    entries = registry.list_models()
-    rows = [registry.entry_summary(e) if hasattr(registry, "entry_summary") else vars(e) for e in entries]
+    from rich.table import Table
+
+    from edgevlm_eval.model_adapters import registry
+
+    rows = [registry.entry_summary(e) for e in registry.list_models()]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    from rich.table import Table
-
     table = Table(title="edgevlm-eval models")
     for col in ("name", "adapter", "checkpoint", "capabilities", "description"):
         table.add_column(col, overflow="fold")
     for r in rows:
         caps = r.get("capabilities") or {}
-        if not isinstance(caps, dict):
-            caps = caps.to_json() if hasattr(caps, "to_json") else vars(caps)
         flags = ", ".join(k for k, v in caps.items() if v is True)
         table.add_row(str(r.get("name")), str(r.get("adapter")), str(r.get("checkpoint") or ""), flags,
                       str(r.get("description") or ""))
@@ -270,23 +254,25 @@ def cmd_streams(args) -> int:
     from edgevlm_eval.core.images import check_image
     from edgevlm_eval.tasks.streams import write_streams
 
+    from .data import summary_line
+    from .progress import Progress
+
     task, streams, info = load_task_and_streams(args)
     extra = {"cache_key": info["cache_key"], "root": info["root"]}
     bad = []
     if args.check_images:
-        prog, advance = _progress_counter("checking images")
-        with prog:
+        with Progress(sum(len(s) for s in streams), "checking images") as prog:
             for s in streams:
                 for f in s.frames:
                     for img in f.images:
                         reason = check_image(img)
                         if reason:
                             bad.append({"stream": f.stream_id, "frame": f.index, "reason": reason})
-                    advance(1)
+                    prog.advance(1)
         extra["bad_images"] = len(bad)
     write_streams(args.out, task, streams, extra)
     con = _console()
-    con.print(_summary_line(task, streams) + f" -> {args.out}" + (" (from cache)" if info["cache_hit"] else ""))
+    con.print(summary_line(task, streams) + f" -> {args.out}" + (" (from cache)" if info["cache_hit"] else ""))
     if args.check_images:
         con.print(f"{len(bad)} frame images missing or corrupt" + (":" if bad else "."))
         for b in bad[:20]:
@@ -296,28 +282,27 @@ def cmd_streams(args) -> int:
     return 0
 
 
-CORE_HANDLERS: dict[str, Callable] = {"run": cmd_run, "tasks": cmd_tasks, "models": cmd_models, "streams": cmd_streams}
+CORE_HANDLERS: dict[str, Callable] = {"run": cmd_run, "tasks": cmd_tasks, "models": cmd_models, "streams": cmd_streams,
+                                      "rescore": cmd_rescore}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .progress import setup_output
+
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "run"
-    explicit = bool(argv) and argv[0] in (*CORE_COMMANDS, *PLUGIN_COMMANDS)
+    explicit = bool(argv) and argv[0] in (*CORE_COMMANDS, *MODULE_COMMANDS)
     if explicit:
         command = argv.pop(0)
     # `edgevlm-eval --task ...` is the main command: its usage line reads `edgevlm-eval`
     parser = build_parser(command) if explicit else build_run_parser("edgevlm-eval")
     args = parser.parse_args(argv)
     args.command = command
+    setup_output(quiet=getattr(args, "quiet", False), verbose=getattr(args, "verbose", False))
     try:
         if command in CORE_HANDLERS:
             return CORE_HANDLERS[command](args)
-        mod = _import_plugin(PLUGIN_COMMANDS[command][0])
-        if mod is None:
-            print(f"edgevlm-eval {command}: not available in this build ({PLUGIN_COMMANDS[command][0]} is missing).",
-                  file=sys.stderr)
-            return 2
-        return int(mod.main(args) or 0)
+        return int(importlib.import_module(MODULE_COMMANDS[command][0]).main(args) or 0)
     except EdgeVLMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

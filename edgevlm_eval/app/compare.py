@@ -6,8 +6,8 @@ both runs on them (`edgevlm_eval.core.bootstrap.bootstrap_difference`). The comm
 folder's per-frame log and the label list and metrics from its results.json, and prints, per
 metric, A, B, A - B with its interval, and the share of resamples in which A is ahead.
 
-    edgevlm-eval compare runs/demo/all edgevlm parallel
-    edgevlm-eval compare runs/demo/all edgevlm laecips --bootstrap 5000 --json cmp.json
+    edgevlm-eval compare runs/demo/demo-svlm__demo-lvlm/all edgevlm parallel
+    edgevlm-eval compare runs/demo/demo-svlm__demo-lvlm/all edgevlm laecips --bootstrap 5000 --json cmp.json
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edgevlm_eval.core.errors import DatasetError, EdgeVLMError, UnknownNameErro
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder: results.json and its per-frame log "
-                                                      "(e.g. runs/demo/all)")
+                                                      "(e.g. runs/demo/demo-svlm__demo-lvlm/all)")
     p.add_argument("a", metavar="A", help="run id, e.g. edgevlm")
     p.add_argument("b", metavar="B", help="run id to compare with, e.g. parallel")
     p.add_argument("--task", metavar="T", help="the task, when the results hold several")
@@ -34,17 +34,17 @@ def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None
                  level: float = 0.95, seed: int = 0) -> dict:
     """The paired comparison of runs `a` and `b` of a run folder, as a JSON-ready dict."""
     from edgevlm_eval.core.bootstrap import METHOD, bootstrap_difference, per_stream_items
-    from edgevlm_eval.core.framelog import read_logs
     from edgevlm_eval.core.labels import LabelSpace
-    from edgevlm_eval.app.leaderboard import load_json
+    from edgevlm_eval.core.records import read_logs, read_results
 
     folder = Path(run_dir)
     results = folder / "results.json"
     if not results.is_file():
         raise DatasetError("not a run folder: results.json is missing", path=str(results),
-                           expected="RUN_DIR/results.json and RUN_DIR/frames.jsonl, as the main command writes")
-    doc = load_json(results)
-    tasks = (doc.get("provenance") or {}).get("tasks") or {}
+                           expected="RUN_DIR/results.json and RUN_DIR/frames.jsonl, as the main command writes "
+                                    "(RUN_DIR = <output-dir>/<task>/<svlm>__<lvlm>/<run>)")
+    doc = read_results(results)
+    tasks = doc.provenance.get("tasks") or {}
     if task is None:
         if len(tasks) != 1:
             raise EdgeVLMError(f"{results}: holds tasks {sorted(tasks)}; say which with --task")
@@ -57,7 +57,7 @@ def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None
     _, lines = read_logs(folder)
     if not lines:
         raise DatasetError("no per-frame log in the run folder (frames*.jsonl)", path=str(folder))
-    known = sorted({str(ln.get("run")) for ln in lines})
+    known = sorted({ln.run for ln in lines})
     for rid in (a, b):
         if rid not in known:
             raise UnknownNameError("run", rid, known)

@@ -25,32 +25,35 @@ from typing import Any, Sequence
 
 from edgevlm_eval import __version__
 from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
+from edgevlm_eval.core.metrics import METRICS, metric_label, metric_order
+from edgevlm_eval.core.records import RESULTS_FORMAT_PREFIX, load_json, parse_results, read_results
 
 PAPER_SOURCE = "reported in the paper"
 REPRODUCED = "reproduced"
 PAPER_FORMAT = "edgevlm-eval.paper-results/1"
 LEADERBOARD_FORMAT = "edgevlm-eval.leaderboard/1"
-RESULTS_FORMAT_PREFIX = "edgevlm-eval.results/"
-# Task metric order for display and for the ranking metric when a results file names none.
-METRIC_ORDER = ("micro_f1", "macro_f1", "exact_match", "accuracy", "macro_f1_all")
-# Keys of the resolved config that differ between runs that may still be ranked together: the
-# strategies and their knobs, the models (a row dimension), where files go, how the work is split.
-CONFIG_KEYS_PER_RUN = {
-    "strategy", "strategies", "runs", "run", "svlm", "lvlm", "svlm_spec", "lvlm_spec", "models", "output_dir",
-    "out", "resume", "no_cache", "tasks_dir", "data_root", "workers", "rank", "world", "shard", "batch_size",
-    "device", "dtype", "progress", "verbose", "quiet", "target_lcr", "sweep", "protocol", "plots", "no_plots",
-    "bootstrap", "bootstrap_n", "bootstrap_seed", "trace", "record", "command", "K_call", "K_delay", "theta",
-    "kappa", "crm", "ggvr", "grvr", "alpha", "mu", "latency_per_run", "api_key", "api_base", "base_url",
-    "run_name", "overwrite", "rescore", "laecips_strict", "adas_beta", "dvlm_tokens", "dvlm_hidden",
-    "dvlm_bytes_per_value", "dvlm_edge_encoder_s", "dvlm_cloud_encoder_s",
-}
+DEFAULT_RUNS = "runs"  # the main command's default --output-dir
+
+
+def _per_run_keys() -> set[str]:
+    """Keys of the resolved config that may differ between runs that are still ranked together: the
+    strategies and their knobs (row dimensions), the models, where files go, how work is split and
+    shown, how the trace was recorded."""
+    from .options import ENGINE_OPTIONS
+
+    knobs = {o.dest for o in ENGINE_OPTIONS if o.knob} | {o.knob for o in ENGINE_OPTIONS if o.knob}
+    return knobs | {
+        "strategy", "strategies", "runs", "run", "svlm", "lvlm", "models", "output_dir", "resume", "no_cache",
+        "tasks_dir", "data_root", "world", "batch_size", "quiet", "verbose", "target_lcr", "protocol", "plots",
+        "bootstrap", "bootstrap_seed", "trace", "run_name", "overwrite", "rescore", "engine_config", "keep_failed",
+        "allow_failed_trace", "max_failed", "concurrency", "record_batch_size", "api_key", "base_url",
+    }
+
+
+CONFIG_KEYS_PER_RUN = _per_run_keys()
 # --timings columns: (Row.timing key, header). Paper Table 3's "Total" is the edge latency per frame.
 TIMING_COLUMNS = (("edge_ms_mean", "edge mean (ms)"), ("edge_ms_p95", "edge p95 (ms)"),
                   ("svlm_ms_per_frame", "SVLM (ms)"), ("engine_ms_per_frame", "engine (ms)"))
-# Knob values not shown in the table's "setting" when they are the defaults (the JSON keeps them all).
-QUIET_DEFAULTS = {"crm": True, "ggvr": True, "grvr": True, "alpha": 0.7, "mu": 1.0, "laecips_fallback": True,
-                  "adas_beta": 0.3, "dvlm_tokens": 1824, "dvlm_hidden": 8192, "dvlm_bytes_per_value": 2,
-                  "dvlm_edge_encoder_s": 0.0, "dvlm_cloud_encoder_s": 0.0}
 
 
 class LeaderboardError(EdgeVLMError):
@@ -84,6 +87,9 @@ class Row:
     primary_metric: str | None = None
     file_label: str = ""  # `file` as shown: relative to the common folder of the files read
     timing: dict[str, float | None] = field(default_factory=dict)  # ms per frame (wall time: not compared)
+    label: str = ""  # the strategy's display label, e.g. "ADAS (proxy)"
+    colour: str | None = None  # the strategy's colour in figures
+    reference: bool = False  # the no-cloud reference run (SVLM only)
 
     @property
     def name(self) -> str:
@@ -95,7 +101,8 @@ class Row:
 
     @property
     def strategy_label(self) -> str:
-        return f"{self.strategy}[{self.variant}]" if self.variant else self.strategy
+        base = self.label or self.strategy
+        return f"{base}[{self.variant}]" if self.variant else base
 
     @property
     def is_paper(self) -> bool:
@@ -111,17 +118,6 @@ class Row:
 
 # ---------------------------------------------------------------------------------------------
 # reading
-
-
-def load_json(path: Path) -> Any:
-    """A results JSON file, or a DatasetError naming the file and what is wrong with it."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as e:
-        raise DatasetError(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", path=str(path)) from None
-    except OSError as e:
-        raise DatasetError(f"cannot read results file ({e.strerror})", path=str(path)) from None
 
 
 def is_trace_file(path: str | Path) -> bool:
@@ -144,9 +140,9 @@ def kind_of(doc: Any) -> str | None:
     fmt = str(doc.get("format", ""))
     if fmt == PAPER_FORMAT or doc.get("source") == PAPER_SOURCE:
         return "paper"
-    if fmt == LEADERBOARD_FORMAT or fmt.startswith("edgevlm-eval.run/"):
-        return "leaderboard"  # our own output, or a run folder's run.json: not results, not worth a note
-    if fmt.startswith(RESULTS_FORMAT_PREFIX) or ("provenance" in doc and ("tasks" in doc or "results" in doc)):
+    if fmt == LEADERBOARD_FORMAT or fmt.startswith("edgevlm-eval.run/") or fmt.startswith("edgevlm-eval.compare/"):
+        return "leaderboard"  # our own outputs, or a run folder's run.json: not results, not worth a note
+    if fmt.startswith(RESULTS_FORMAT_PREFIX):
         return "results"
     return None
 
@@ -168,25 +164,33 @@ def find_files(paths: Sequence[str | Path]) -> list[tuple[Path, bool]]:
     return out
 
 
-def load_rows(paths: Sequence[str | Path], *, skipped: list[str] | None = None) -> list[Row]:
-    """Rows of every results / paper file under `paths`. A JSON file named explicitly that is not
-    a results file is an error; one found in a folder is skipped (and listed in `skipped`)."""
+def load_rows(paths: Sequence[str | Path], *, skipped: list[str] | None = None,
+              notes: list[str] | None = None) -> list[Row]:
+    """Rows of every results / paper file under `paths`. A file named explicitly that is not a
+    readable results file is an error; one found in a folder is skipped with its reason (listed in
+    `skipped`), so one damaged file never hides the others."""
     rows: list[Row] = []
     for f, explicit in find_files(paths):
-        doc = load_json(f)
-        kind = kind_of(doc)
-        if kind == "paper":
-            rows += rows_from_paper(doc, f)
-        elif kind == "results":
-            rows += rows_from_results(doc, f)
-        elif kind == "leaderboard":
-            continue
-        elif explicit:
-            raise DatasetError("not an edgevlm-eval results file: expected a JSON object with 'format': "
-                               f"'{RESULTS_FORMAT_PREFIX}N' (or a paper file with 'source': '{PAPER_SOURCE}')",
-                               path=str(f))
-        elif skipped is not None:
-            skipped.append(str(f))
+        try:
+            doc = load_json(f)
+            kind = kind_of(doc)
+            if kind == "paper":
+                rows += rows_from_paper(doc, f)
+            elif kind == "results":
+                rows += rows_from_results(doc, f, notes=notes)
+            elif kind == "leaderboard":
+                continue
+            elif explicit:
+                raise DatasetError("not an edgevlm-eval results file: expected a JSON object with 'format': "
+                                   f"'{RESULTS_FORMAT_PREFIX}N' (or a paper file with 'source': '{PAPER_SOURCE}')",
+                                   path=str(f))
+            elif skipped is not None:
+                skipped.append(f"{f} (not a results file)")
+        except DatasetError as e:
+            if explicit:
+                raise
+            if skipped is not None:
+                skipped.append(f"{f} ({str(e).splitlines()[0]})")
     label_files(rows)
     return rows
 
@@ -241,7 +245,9 @@ def rows_from_paper(doc: dict, path: Path) -> list[Row]:
             if e["strategy"] != "parallel" and not all(mods.values()):
                 variant = "+".join(k.upper() for k, on in mods.items() if on)
             params.update({k: bool(v) for k, v in mods.items()})
+        label, colour, reference = _paper_label(e["strategy"])
         rows.append(Row(
+            label=label, colour=colour, reference=reference,
             task=e["task"], svlm=pairing.get("svlm", "?"), lvlm=pairing.get("lvlm", "?"), strategy=e["strategy"],
             metrics=dict(e.get("metrics") or {}), lcr=e.get("lcr"), lhl=e.get("lhl"), params=params,
             setting="; ".join(bits), variant=variant, source=PAPER_SOURCE, origin=f"paper {table}",
@@ -306,17 +312,20 @@ def _trace_model(trace: dict, results_file: Path) -> str | None:
     return None
 
 
-def _runs_of(task_block: Any) -> dict[str, dict]:
-    if isinstance(task_block, dict) and isinstance(task_block.get("runs"), dict):
-        return task_block["runs"]
-    if isinstance(task_block, dict):
-        return {k: v for k, v in task_block.items() if isinstance(v, dict) and "metrics" in v}
-    return {}
+def _paper_label(strategy: str) -> tuple[str, str | None, bool]:
+    """(label, colour, reference) of a strategy named in a paper file, from its class when built in."""
+    from edgevlm_eval.collab.strategies import BUILTIN
+
+    cls = BUILTIN.get(strategy)
+    return (cls.display_label(), cls.colour, cls.reference) if cls else (strategy, None, False)
 
 
-def rows_from_results(doc: dict, path: Path) -> list[Row]:
-    """Rows of one results JSON written by the engine (docs/results.md)."""
-    prov = doc.get("provenance") or {}
+def rows_from_results(doc: dict, path: Path, *, notes: list[str] | None = None) -> list[Row]:
+    """Rows of one results JSON written by the engine (docs/results.md), read through the one reader."""
+    res = parse_results(doc, str(path))
+    if notes is not None:
+        notes.extend(res.notes)
+    prov = res.provenance
     config = prov.get("config") or {}
     models = prov.get("models") or {}
     trace = prov.get("trace") or {}
@@ -325,19 +334,12 @@ def rows_from_results(doc: dict, path: Path) -> list[Row]:
     # The names the user gave (registry names) identify a pairing; without --lvlm the LVLM is the trace's.
     svlm = _model_name(config.get("svlm"), models.get("svlm"))
     lvlm = _model_name(config.get("lvlm"), models.get("lvlm"), _trace_model(trace, path))
-    blocks = doc.get("tasks") or doc.get("results") or {}
-    if not isinstance(blocks, dict) or not isinstance(config, dict):
-        raise DatasetError("expected 'tasks' to be an object {task: {'runs': {run id: {...}}}} and "
-                           "'provenance.config' an object (docs/results.md)", path=str(path))
     rows = []
-    for task, block in blocks.items():
-        tinfo = (prov.get("tasks") or {}).get(task) or prov.get("task") or {}
-        for run_id, s in _runs_of(block).items():
-            if not isinstance(s, dict) or not isinstance(s.get("metrics", {}), dict):
-                raise DatasetError(f"tasks.{task}.runs.{run_id}: expected an object with 'metrics' "
-                                   "{name: fraction} (docs/results.md)", path=str(path))
-            spec = dict(s.get("spec") or {})
-            strategy = str(spec.pop("strategy", None) or s.get("strategy") or run_id)
+    for task, block in res.tasks.items():
+        tinfo = res.task_info(task)
+        for run_id, s in block.runs.items():
+            spec = dict(s.spec)
+            spec.pop("strategy", None)
             spec.pop("run", None)
             params = {k: v for k, v in spec.items() if k != "latency"}
             # The latency study: a run-level `latency: fixed:D` (the delay protocol), else a fixed
@@ -345,42 +347,37 @@ def rows_from_results(doc: dict, path: Path) -> list[Row]:
             lat = spec.get("latency") or config.get("latency")
             if isinstance(lat, str) and lat.startswith("fixed:"):
                 params["delay_s"] = float(lat.split(":", 1)[1])
-            variant = ""
-            if strategy == "edgevlm" and not all(params.get(k, True) for k in ("crm", "ggvr", "grvr")):
-                variant = "+".join(k.upper() for k in ("crm", "ggvr", "grvr") if params.get(k, True)) or "none"
-            metrics_all = s.get("metrics") or {}
-            metrics = {k: v for k, v in metrics_all.items() if k in METRIC_ORDER or
-                       (isinstance(v, (int, float)) and k not in ("n", "n_invalid") and not isinstance(v, bool))}
+            d = s.display
+            metrics = {k: v for k, v in s.metrics.items() if k in METRICS}
             ci, level = {}, None
             for m in [*metrics, "lcr"]:  # the LCR's interval too (same stream resamples as the metrics')
-                c, lv = _ci_of(s, m)
+                c, lv = _ci_of(s.raw, m)
                 if c:
                     ci[m], level = c, lv or level
-            shown = {k: v for k, v in params.items() if k != "delay_s" and QUIET_DEFAULTS.get(k, object()) != v
-                     and k not in ("crm", "ggvr", "grvr")}  # modules are in the variant
-            search = s.get("search") or {}
+            shown = dict(d.get("setting") or {})
+            search = s.search or {}
             target = search.get("target")  # protocol main / --target-lcr: the LCR band aimed at
             missed = " (not reached)" if search.get("reached") is False else ""
-            setting = "; ".join(x for x in (s.get("label"), f"target LCR {target} %{missed}" if target else "",
-                                            describe_params(shown),
+            setting = "; ".join(x for x in (f"target LCR {target} %{missed}" if target else "", describe_params(shown),
                                             f"fixed delay {params['delay_s']:g} s" if "delay_s" in params else "")
                                 if x)
-            tm = s.get("timing") or {}
+            tm = s.raw.get("timing") or {}
             edge = tm.get("edge_latency_s") or {}
             timing = {"edge_ms_mean": None if edge.get("mean") is None else 1000 * edge["mean"],
                       "edge_ms_p95": None if edge.get("p95") is None else 1000 * edge["p95"],
                       "svlm_ms_per_frame": tm.get("svlm_ms_per_frame"),
                       "engine_ms_per_frame": tm.get("engine_ms_per_frame")}
             rows.append(Row(
-                timing=timing,
-                task=task, svlm=svlm, lvlm=lvlm, strategy=strategy, metrics=metrics, lcr=s.get("lcr"),
-                lhl=s.get("lhl"), params=params, setting=setting, variant=variant, ci=ci, ci_level=level,
-                n_frames=s.get("scored_frames", s.get("frames")), n_invalid=(s.get("invalid") or {}).get("scored"),
+                timing=timing, label=s.label, colour=d.get("colour"), reference=bool(d.get("reference")),
+                task=task, svlm=svlm, lvlm=lvlm, strategy=s.strategy, metrics=metrics, lcr=s.lcr,
+                lhl=s.lhl, params=params, setting=setting, variant=str(d.get("variant") or ""), ci=ci,
+                ci_level=level, n_frames=s.scored_frames if s.scored_frames is not None else s.frames,
+                n_invalid=(s.raw.get("invalid") or {}).get("scored"),
                 source=REPRODUCED, origin=str(run_id), file=str(path),
                 compat={"toolkit_version": prov.get("toolkit_version"),
                         "task_version": tinfo.get("version") if isinstance(tinfo, dict) else None,
                         "task_data": (tinfo.get("cache_key") or tinfo.get("data")) if isinstance(tinfo, dict) else None,
-                        "latency": prov.get("latency") or None,
+                        "edge_latency": prov.get("edge_latency") or None,
                         **{f"config.{k}": v for k, v in comparable_config(config).items()},
                         "trace_sha256": trace.get("sha256")},
                 tau=config.get("tau"), trace_path=trace.get("path"),
@@ -394,8 +391,8 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
     per-frame log(s) next to their results file (`frames*.jsonl`, docs/results.md). Returns how
     many rows got intervals; rows whose log is missing are listed in `notes`."""
     from edgevlm_eval.core.bootstrap import bootstrap_run
-    from edgevlm_eval.core.framelog import read_logs
     from edgevlm_eval.core.labels import LabelSpace
+    from edgevlm_eval.core.records import read_logs
 
     logs: dict[str, list[dict]] = {}
     docs: dict[str, dict] = {}
@@ -406,10 +403,10 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
         folder = str(Path(r.file).parent)
         if folder not in logs:
             logs[folder] = read_logs(folder)[1]
-        lines = [ln for ln in logs[folder] if ln.get("run") == r.origin]
+        lines = [ln for ln in logs[folder] if ln.run == r.origin]
         if r.file not in docs:
-            docs[r.file] = load_json(Path(r.file))
-        doc_task = (docs[r.file].get("provenance") or {}).get("tasks", {}).get(r.task) or {}
+            docs[r.file] = read_results(r.file)
+        doc_task = docs[r.file].task_info(r.task)
         labels, metrics = doc_task.get("labels"), [m for m in (doc_task.get("metrics") or r.metrics) if m in r.metrics]
         if not lines or not labels:
             if notes is not None:
@@ -522,8 +519,7 @@ class Leaderboard:
 
 
 def _metric_columns(rows: Sequence[Row]) -> list[str]:
-    present = {m for r in rows for m, v in r.metrics.items() if v is not None}
-    return [m for m in METRIC_ORDER if m in present] + sorted(present - set(METRIC_ORDER))
+    return metric_order({m for r in rows for m, v in r.metrics.items() if v is not None})
 
 
 def _sort_key(metric: str | None):
@@ -598,8 +594,6 @@ def fmt_metric(r: Row, m: str) -> str:
 def _columns(lb: Leaderboard, task: str, *, compact: bool = False) -> list[tuple[str, Any]]:
     """(header, cell(group, index, row)) for a task's table. `compact` (the terminal) drops
     columns that say the same on every row."""
-    from edgevlm_eval.app.plotting import metric_label
-
     def source(g: Group, i: int, r: Row) -> str:
         if r.is_paper:
             return "paper " + r.origin.removeprefix("paper ")
@@ -697,9 +691,9 @@ def print_table(lb: Leaderboard, console=None) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("paths", nargs="*", default=["results"], metavar="RESULTS",
-                   help="results JSON files or folders, searched recursively (default: ./results; "
-                        "results/paper holds the paper's reported numbers)")
+    p.add_argument("paths", nargs="*", default=[DEFAULT_RUNS], metavar="RESULTS",
+                   help=f"results JSON files or folders, searched recursively (default: ./{DEFAULT_RUNS}, where the "
+                        "main command writes its runs; results/paper holds the paper's reported numbers)")
     p.add_argument("--task", dest="tasks", action="append", metavar="T", help="only this task (repeatable)")
     p.add_argument("--metric", metavar="M", help="rank by this metric (default: the task's primary metric)")
     p.add_argument("--allow-mixed", dest="allow_mixed", action="store_true",
@@ -727,15 +721,25 @@ def main(args) -> int:
     from edgevlm_eval.core.io import atomic_write_json, atomic_write_text
 
     skipped: list[str] = []
-    rows = load_rows(args.paths, skipped=skipped)
+    notes: list[str] = []
     con = make_console()
+    if args.paths == [DEFAULT_RUNS] and not Path(DEFAULT_RUNS).exists():
+        con.print(f"[yellow]no ./{DEFAULT_RUNS} folder here (where the main command writes runs); give results files "
+                  "or folders, e.g. `edgevlm-eval leaderboard results/`[/yellow]")
+        return 1
+    rows = load_rows(args.paths, skipped=skipped, notes=notes)
+    for n in notes:
+        con.print(f"[yellow]note: {escape(n)}[/yellow]")
+    for s in skipped:
+        if "(not a results file)" not in s:
+            con.print(f"[yellow]skipped {escape(s)}[/yellow]")
     if args.bootstrap < 0 or not 0.0 < args.level < 1.0:
         raise EdgeVLMError(f"--bootstrap must be >= 0 and --level in (0, 1), e.g. 0.95 "
                            f"(got {args.bootstrap}, {args.level})")
     if args.bootstrap:
-        notes: list[str] = []
-        add_bootstrap(rows, n=args.bootstrap, level=args.level, seed=args.seed, notes=notes)
-        for note in notes:
+        bnotes: list[str] = []
+        add_bootstrap(rows, n=args.bootstrap, level=args.level, seed=args.seed, notes=bnotes)
+        for note in bnotes:
             con.print(f"[yellow]bootstrap skipped: {escape(note)}[/yellow]")
     lb = build(rows, allow_mixed=args.allow_mixed, include_paper=not args.no_paper, tasks=args.tasks,
                metric=args.metric)

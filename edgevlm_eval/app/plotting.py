@@ -16,6 +16,7 @@ pixel size (width x height at `dpi`): no tight bounding box, which would change 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -23,18 +24,13 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
+from edgevlm_eval.core.metrics import metric_label
 
 FORMATS = ("png", "svg")
 KINDS = ("lcr", "sweep", "delay", "latency")
 
-# Fixed colours so a strategy looks the same in every figure.
-_COLOURS = {
-    "edgevlm": "#d62728", "svlm_only": "#7f7f7f", "lvlm_only": "#1f77b4", "distributed_vlm": "#17becf",
-    "laecips": "#2ca02c", "adas": "#ff7f0e", "parallel": "#9467bd",
-}
+# Colours for series whose strategy declares none (a strategy's class sets its own `colour`).
 _EXTRA = ["#8c564b", "#e377c2", "#bcbd22", "#393b79", "#637939", "#843c39", "#7b4173"]
-METRIC_NAMES = {"micro_f1": "Micro-F1", "macro_f1": "Macro-F1", "exact_match": "0-1 EM", "accuracy": "Acc",
-                "macro_f1_all": "Macro-F1 (all labels)"}
 PAPER = "reported in the paper"
 
 
@@ -47,12 +43,14 @@ class Size:
     dpi: int = 100
 
 
-def _colour(strategy: str, seen: dict[str, str]) -> str:
-    if strategy in _COLOURS:  # variants such as edgevlm[CRM] get their own colour
-        return _COLOURS[strategy]
-    if strategy not in seen:
-        seen[strategy] = _EXTRA[len(seen) % len(_EXTRA)]
-    return seen[strategy]
+def _colour(series: str, declared: str | None, seen: dict[str, str]) -> str:
+    """The strategy's declared colour; a variant (edgeVLM[CRM]) or a strategy without one gets the
+    next of _EXTRA, the same for the same series within a figure."""
+    if declared and "[" not in series:
+        return declared
+    if series not in seen:
+        seen[series] = _EXTRA[len(seen) % len(_EXTRA)]
+    return seen[series]
 
 
 def _figure(size: Size, nrows: int = 1, sharex: bool = False):
@@ -85,10 +83,6 @@ def _pct(v):
     return None if v is None else 100.0 * float(v)
 
 
-def metric_label(metric: str) -> str:
-    return METRIC_NAMES.get(metric, metric)
-
-
 # ---------------------------------------------------------------------------------------------
 # plot functions on plain data
 
@@ -111,7 +105,7 @@ def plot_metric_vs_lcr(points: Sequence[Mapping], metric: str, out: str | Path, 
     in LCR order; the Pareto front over reproduced points is a dashed step line; paper numbers are
     hollow markers.
 
-    points: [{"strategy", "lcr" (fraction), "value" (fraction), optional "lo"/"hi" (the value's CI),
+    points: [{"strategy", "lcr" (fraction), "value" (fraction), optional "colour", "lo"/"hi" (the value's CI),
               optional "lcr_lo"/"lcr_hi" (the LCR's CI, horizontal bars),
               optional "source" ("reported in the paper" for paper numbers)}]."""
     fig, (ax,) = _figure(size)
@@ -125,7 +119,7 @@ def plot_metric_vs_lcr(points: Sequence[Mapping], metric: str, out: str | Path, 
         pts = sorted(pts, key=lambda p: p["lcr"])
         x = [_pct(p["lcr"]) for p in pts]
         y = [_pct(p["value"]) for p in pts]
-        c = _colour(strategy, extra)
+        c = _colour(strategy, pts[0].get("colour"), extra)
         label = strategy + (" (paper)" if paper else "")
         style = dict(color=c, marker="o", markersize=7, label=label,
                      markerfacecolor="none" if paper else c, linestyle=":" if paper else "-", linewidth=1.2)
@@ -205,21 +199,23 @@ def plot_sweep(knob: str, rows: Sequence[Mapping], out: str | Path, *, metrics: 
 
 def plot_metric_vs_delay(series: Mapping[str, Sequence[tuple[float, float]]], metric: str, out: str | Path, *,
                          tau: float | None = None, reference: Mapping[str, float] | None = None,
-                         title: str | None = None, size: Size = Size(),
-                         formats: Sequence[str] = FORMATS) -> list[Path]:
+                         colours: Mapping[str, str | None] | None = None, title: str | None = None,
+                         size: Size = Size(), formats: Sequence[str] = FORMATS) -> list[Path]:
     """Metric against a fixed LVLM delay d (seconds), one line per strategy.
 
     series: {strategy: [(d_seconds, value fraction), ...]}; reference: {name: value} of runs
-    that do not depend on d (SVLM only), drawn as horizontal lines."""
+    that do not depend on d (SVLM only), drawn as horizontal lines; colours: {name: colour}."""
     fig, (ax,) = _figure(size)
     extra: dict[str, str] = {}
+    colours = colours or {}
     for name, v in sorted((reference or {}).items()):
-        ax.axhline(_pct(v), color=_colour(name, extra), linestyle="--", linewidth=0.8, label=f"{name}")
+        ax.axhline(_pct(v), color=_colour(name, colours.get(name), extra), linestyle="--", linewidth=0.8,
+                   label=f"{name}")
     for strategy, pts in sorted(series.items()):
         pts = sorted(p for p in pts if p[1] is not None)
         if pts:
-            ax.plot([d for d, _ in pts], [_pct(v) for _, v in pts], marker="o", color=_colour(strategy, extra),
-                    label=strategy)
+            ax.plot([d for d, _ in pts], [_pct(v) for _, v in pts], marker="o",
+                    color=_colour(strategy, colours.get(strategy), extra), label=strategy)
     if tau is not None:
         ax.axvline(tau, color="black", linestyle="--", linewidth=0.8, label=f"tau = {tau:g} s")
     ax.set_xlabel("fixed LVLM delay d (s)")
@@ -282,32 +278,46 @@ def lcr_points(rows: Iterable, task: str, metric: str) -> list[dict]:
             continue
         lo, hi = (r.ci.get(metric) or (None, None))
         lcr_lo, lcr_hi = (r.ci.get("lcr") or (None, None))
-        pts.append({"strategy": name(r), "lcr": r.lcr, "value": r.metrics[metric], "lo": lo, "hi": hi,
+        pts.append({"strategy": name(r), "colour": r.colour, "lcr": r.lcr, "value": r.metrics[metric], "lo": lo, "hi": hi,
                     "lcr_lo": lcr_lo, "lcr_hi": lcr_hi, "source": r.source})
     return pts
 
 
+def sweep_knobs(rows: Iterable, task: str) -> list[str]:
+    """Numeric knobs of `task`'s rows that take several values within one strategy (a sweep)."""
+    vals: dict[tuple[str, str], set] = defaultdict(set)
+    for r in rows:
+        if r.task != task or r.variant or "delay_s" in r.params:
+            continue
+        for k, v in r.params.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals[(r.strategy, k)].add(float(v))
+    return sorted({k for (_, k), vs in vals.items() if len({v for v in vs if math.isfinite(v)}) > 1})
+
+
 def sweep_rows(rows: Iterable, task: str, knob: str) -> list[dict]:
-    """Rows for `plot_sweep`: the rows of `task` whose params set `knob` (edgeVLM's K_call or
-    K_delay), the other knob held fixed; paper rows are their own series."""
+    """Rows for `plot_sweep`: the rows of `task` whose params set `knob`, every other knob held
+    fixed (a K_call sweep at K_delay 4 is not joined to one at K_delay 2); paper rows are their own
+    series; only series where the knob actually varies are a sweep."""
     rows = list(rows)
     several = len({r.pairing for r in rows if r.task == task and r.source != PAPER}) > 1
+    varying = set(sweep_knobs(rows, task))  # the other knobs worth naming in a series
     series: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        if r.task != task or r.strategy != "edgevlm" or knob not in r.params or "delay_s" in r.params or r.variant:
+        if r.task != task or knob not in r.params or "delay_s" in r.params or r.variant:
             continue
         try:
             k = float(r.params[knob])
         except (TypeError, ValueError):
             continue
-        if not math.isfinite(k):  # K_delay = inf (rule off) has no place on the axis
+        if not math.isfinite(k) or isinstance(r.params[knob], bool):  # inf (rule off) has no place on the axis
             continue
-        # One series per source and value of the other knob (a K_call sweep at K_delay 4 is not
-        # joined to one at K_delay 2); only series where the knob actually varies are a sweep.
-        held = ", ".join(f"{o}={_knob_text(r.params[o])}" for o in ("K_call", "K_delay") if o != knob and o in r.params)
-        name = (r.origin if r.source == PAPER else ("reproduced" + (f" {r.pairing}" if several else ""))) + \
-            (f", {held}" if held else "")
-        series[name].append({"knob": k, "lcr": r.lcr, "lhl": r.lhl, "metrics": dict(r.metrics), "series": name})
+        held = ", ".join(f"{o}={_knob_text(v)}" for o, v in sorted(r.params.items()) if o != knob and o in varying)
+        who = r.origin if r.source == PAPER else ("reproduced" + (f" {r.pairing}" if several else ""))
+        name = f"{r.strategy_label}: {who}" + (f", {held}" if held else "")
+        fixed = json.dumps({o: v for o, v in r.params.items() if o != knob}, sort_keys=True, default=str)
+        series[(name, fixed)].append({"knob": k, "lcr": r.lcr, "lhl": r.lhl, "metrics": dict(r.metrics),
+                                      "series": name})
     return [row for rs in series.values() if len({x["knob"] for x in rs}) > 1 for row in rs]
 
 
@@ -315,13 +325,18 @@ def _knob_text(v) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
-def reference_values(rows: Iterable, task: str, strategy: str = "svlm_only") -> dict[str, float]:
-    """{metric: value} of a reproduced reference run (SVLM only) of `task`, for the sweep and
-    delay figures (the paper's Fig. 5 shows edgeVLM's gain over it)."""
+def reference_values(rows: Iterable, task: str) -> dict[str, float]:
+    """{metric: value} of a reproduced reference run (the strategy that declares itself the
+    no-cloud reference: SVLM only) of `task`, for the sweep and delay figures (the paper's Fig. 5
+    shows edgeVLM's gain over it)."""
     for r in rows:
-        if r.task == task and r.strategy == strategy and r.source != PAPER:
+        if r.task == task and r.reference and r.source != PAPER:
             return {m: v for m, v in r.metrics.items() if v is not None}
     return {}
+
+
+def reference_label(rows: Iterable, task: str) -> str:
+    return next((r.strategy_label for r in rows if r.task == task and r.reference and r.source != PAPER), "reference")
 
 
 def delay_series(rows: Iterable, task: str, metric: str) -> dict[str, list[tuple[float, float]]]:
@@ -427,7 +442,7 @@ def _task_figures(trows, t: str, kinds, metric, out_dir: Path, suffix: str, tau,
                                               title=f"{t}: {metric_label(m)} against LVLM call ratio{title_tail}",
                                               **kw)
     if "sweep" in kinds:
-        for knob in ("K_call", "K_delay"):
+        for knob in sweep_knobs(trows, t):
             sr = sweep_rows(trows, t, knob)
             if len(sr) > 1:
                 written += plot_sweep(knob, sr, out_dir / _slug("sweep", t, knob, suffix), metrics=metrics,
@@ -437,10 +452,14 @@ def _task_figures(trows, t: str, kinds, metric, out_dir: Path, suffix: str, tau,
         for m in metrics:
             ds = delay_series(trows, t, m)
             if ds:
+                name = _labeller(trows, t)
+                colours = {name(r): r.colour for r in trows if r.task == t}
+                colours[reference_label(trows, t)] = next((r.colour for r in trows if r.task == t and r.reference), None)
                 taus = {r.tau for r in trows if r.tau is not None}
                 ref = reference_values(trows, t).get(m)
                 written += plot_metric_vs_delay(ds, m, out_dir / _slug("delay", t, m, suffix),
-                                                reference={"svlm_only": ref} if ref is not None else None,
+                                                reference={reference_label(trows, t): ref} if ref is not None
+                                                else None, colours=colours,
                                                 tau=tau if tau is not None else (taus.pop() if len(taus) == 1 else None),
                                                 title=f"{t}: {metric_label(m)} against LVLM delay{title_tail}", **kw)
     return written

@@ -8,6 +8,7 @@ like credentials, and any value equal to a secret-looking environment variable, 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import platform
 import re
@@ -17,8 +18,9 @@ from typing import Any, Mapping
 
 from edgevlm_eval import __version__
 from edgevlm_eval.core.io import atomic_write_json
+from edgevlm_eval.core.records import RESULTS_FORMAT
+from edgevlm_eval.core.taskconfig import TaskConfig
 
-FORMAT = "edgevlm-eval.results/1"
 REDACTED = "***REDACTED***"
 # A key is secret when its name ENDS with one of these words (api_key, HF_TOKEN, client_secret), so
 # that knobs like token_focus, dvlm_tokens or api_key_env (the name of a variable) stay readable.
@@ -122,21 +124,163 @@ def provenance(*, config: Mapping, task=None, stream_info: Mapping | None = None
     return p
 
 
-def build_results(prov: dict, task_name: str, runs: Mapping[str, dict], *, specs: Mapping[str, dict] | None = None,
-                  n_streams: int | None = None, n_frames: int | None = None, protocol: dict | None = None) -> dict:
-    """The whole document. `runs`: run id -> accounting summary; `specs`: run id -> RunSpec json."""
+def build_results(prov: dict, task_name: str, runs: Mapping[str, dict], *, meta_runs: Mapping[str, dict] | None = None,
+                  n_streams: int | None = None, n_frames: int | None = None, protocol: dict | None = None,
+                  status: dict | None = None) -> dict:
+    """The whole document. `runs`: run id -> accounting summary; `meta_runs`: run id -> run.json's
+    entry (spec and display)."""
     block: dict = {"streams": n_streams, "frames": n_frames, "runs": {}}
     for rid, summ in runs.items():
-        entry = {"spec": (specs or {}).get(rid, {"strategy": rid, "run": rid})}
-        if entry["spec"].get("strategy") == "adas":
-            entry["label"] = "ADAS (proxy)"
+        meta = (meta_runs or {}).get(rid) or {}
+        entry = {"spec": meta.get("spec") or {"strategy": rid, "run": rid}}
+        display = meta.get("display") or {}
+        if display:
+            entry["label"] = display.get("label")
+            entry["display"] = display
         entry.update(summ)
         block["runs"][rid] = entry
-    doc = {"format": FORMAT, "provenance": prov, "tasks": {task_name: block}}
+    doc = {"format": RESULTS_FORMAT, "provenance": prov, "tasks": {task_name: block}}
     if protocol:
         doc["protocol"] = protocol
+    if status is not None:
+        doc["status"] = status
     return doc
 
 
 def write_results(path: str | os.PathLike, doc: dict) -> None:
     atomic_write_json(path, doc)
+
+
+def run_status(runs: Mapping[str, dict], trace_failed: dict | None) -> dict:
+    """Whether the run is compromised: failed LVLM frames in the trace it replayed, SVLM replies
+    that failed, a failed trace scored by --allow-failed-trace. The exit code follows it."""
+    reasons = []
+    tf = trace_failed or {}
+    if tf.get("frames"):
+        reasons.append(f"{tf['frames']} of {tf.get('of')} frames of the LVLM trace have no usable reply "
+                       f"({', '.join(f'{k}: {v}' for k, v in sorted((tf.get('by_kind') or {}).items()))})")
+    for rid, s in runs.items():
+        f = s.get("failed") or {}
+        if f.get("svlm"):
+            reasons.append(f"run {rid}: {f['svlm']} SVLM replies failed")
+    return {"compromised": bool(reasons), "reasons": reasons}
+
+
+def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, svlm_info: dict | None = None,
+                        metric_options: dict | None = None) -> dict:
+    """results.json from run.json + the per-frame logs (the pure scoring path)."""
+    from edgevlm_eval.collab.accounting import summarise
+    from edgevlm_eval.collab.protocols import table
+    from edgevlm_eval.collab.search import Target
+    from edgevlm_eval.core.records import check_unique
+
+    meta = folder.read_run_json()
+    lines = folder.lines()
+    check_unique(lines, str(folder.path))
+    opts = dict(metric_options if metric_options is not None else meta.get("metric_options") or {})
+    summaries = summarise(lines, task, **opts)
+    meta_runs = {r["spec"]["run"]: r for r in meta["runs"]}
+    runs = {rid: summaries[rid] for rid in meta_runs if rid in summaries}
+    config = meta["config"]
+    n_boot = int(config.get("bootstrap") or 0)
+    off_target = []
+    for rid, s in runs.items():
+        if rid in meta.get("search", {}):
+            target = Target.from_label(meta["search"][rid]["target"])
+            s["search"] = {**meta["search"][rid], "reached": target.reached(s["lcr"])}
+            if not s["search"]["reached"]:
+                off_target.append(f"{rid}: LCR {100 * s['lcr']:.1f} % is outside its target "
+                                  f"{s['search']['target']} %, the nearest its knob reaches on these frames "
+                                  "(compare it with that in mind)")
+        if n_boot > 0:
+            from edgevlm_eval.core.bootstrap import METHOD, bootstrap_run, intervals_to_json
+
+            seed = int(config.get("bootstrap_seed") or 0)
+            s["ci"] = intervals_to_json(bootstrap_run(lines, rid, task.label_space, task.metrics, n=n_boot, seed=seed,
+                                                      **opts))
+            s["ci_method"] = METHOD
+    trace = dict(meta.get("trace") or {})
+    lvlm = config.get("lvlm") or trace.get("model")
+    if trace.get("model_info"):
+        lvlm = {**trace["model_info"], "spec": trace.get("model")}
+    prov = provenance(config=config, task=task, stream_info=meta.get("stream_info"),
+                      models={"svlm": svlm_info or meta.get("svlm_info") or config.get("svlm"), "lvlm": lvlm},
+                      trace=trace, seeds=_seeds(config), latency=meta.get("latency") or {}, extra=extra)
+    prov["config_hash"] = meta["config_hash"]
+    if meta.get("edge_latency"):
+        prov["edge_latency"] = meta["edge_latency"]
+    if opts:
+        prov["metric_options"] = opts
+    notes = [*meta.get("notes", []), *off_target]
+    if notes:
+        prov["notes"] = notes
+    rows = [{"run": r["spec"]["run"], "group": r["group"], "label": r["label"],
+             "reference": bool((r.get("display") or {}).get("reference"))} for r in meta["runs"]]
+    proto = table(meta["protocol"], rows, runs, task.metrics, meta.get("notes")) \
+        if meta["protocol"] != "strategies" else None
+    n_frames = len({(ln.stream, ln.frame) for ln in lines})
+    doc = build_results(prov, task.name, runs, meta_runs=meta_runs, n_streams=len({ln.stream for ln in lines}),
+                        n_frames=n_frames, protocol=proto, status=run_status(runs, trace.get("failed")))
+    write_results(folder.results_json, doc)
+    return doc
+
+
+def _seeds(config: dict) -> dict:
+    out = {}
+    lat = str(config.get("latency") or "")
+    if "seed=" in lat:
+        out["latency"] = int(lat.split("seed=")[1].split(",")[0])
+    if config.get("bootstrap"):
+        out["bootstrap"] = int(config.get("bootstrap_seed") or 0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the console report
+
+
+def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
+    from edgevlm_eval.core.metrics import metric_label
+
+    failed = any((s.get("failed") or {}).get("lvlm") or (s.get("failed") or {}).get("svlm") for s in runs.values())
+    cols = ["run", *(f"{metric_label(m)} %" for m in task.metrics), "LCR %", "LHL (frames)", "invalid",
+            *(["failed (LVLM/SVLM)"] if failed else []), "VFM applied"]
+    rows = []
+    for rid, s in runs.items():
+        ms = [None if s["metrics"].get(m) is None else 100 * s["metrics"][m] for m in task.metrics]
+        v = s["vfm"]
+        name = rid + (" (proxy)" if (s.get("display") or {}).get("proxy") else "")
+        f = s.get("failed") or {}
+        rows.append([name, *ms, None if s["lcr"] is None else 100 * s["lcr"], s["lhl"], s["invalid"]["total"],
+                     *([f"{f.get('lvlm', 0)}/{f.get('svlm', 0)}"] if failed else []),
+                     f"{v['applied']}/{v['requested']}" if v["requested"] else "-"])
+    return cols, rows
+
+
+def print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .console import console
+
+    t = Table(title=escape(title))
+    for c in columns:
+        t.add_column(escape(str(c)), overflow="fold")
+    for r in rows:
+        t.add_row(*[escape("" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))) for v in r])
+    console().print(t)
+
+
+def print_report(doc: dict, task: TaskConfig) -> None:
+    log = logging.getLogger("edgevlm_eval.results")
+    for tname, block in doc["tasks"].items():
+        cols, rows = summary_table(task, block["runs"])
+        print_table(f"{tname}: {len(block['runs'])} runs, {block['frames']} frames", cols, rows)
+    proto = doc.get("protocol")
+    if proto:
+        print_table(f"protocol {proto['name']}", proto["columns"], proto["rows"])
+    for n in doc["provenance"].get("notes", []):
+        print("note:", n)
+    status = doc.get("status") or {}
+    for r in status.get("reasons", []):
+        log.warning("compromised: %s", r)

@@ -18,6 +18,7 @@ import numpy as np
 
 from edgevlm_eval.core.labels import LabelSpace
 from edgevlm_eval.core.metrics import Scored, compute
+from edgevlm_eval.core.records import FrameLine
 
 DEFAULT_N = 1000
 DEFAULT_LEVEL = 0.95
@@ -183,31 +184,29 @@ def intervals_to_json(intervals: Mapping[str, Interval]) -> dict:
     return {name: iv.to_json() for name, iv in intervals.items()}
 
 
-def per_stream_items(lines: Sequence[Mapping], run: str | None = None) -> dict[str, list[Scored]]:
-    """Scored frames per stream from per-frame log lines (docs/results.md: `run`, `stream`, `frame`,
-    `scored`, `truth`, `pred`), of one run (or all lines when `run` is None)."""
+def per_stream_items(lines: Sequence[FrameLine], run: str | None = None) -> dict[str, list[Scored]]:
+    """Scored frames per stream from per-frame log lines, of one run (or all lines when `run` is None)."""
     out: dict[str, list[tuple[int, Scored]]] = {}
     for ln in lines:
-        if run is not None and ln.get("run") != run:
+        if run is not None and ln.run != run:
             continue
-        out.setdefault(str(ln["stream"]), [])
-        if ln.get("scored", True):
-            pred = ln.get("pred")
-            out[str(ln["stream"])].append((int(ln["frame"]), Scored(tuple(ln["truth"]),
-                                                                     None if pred is None else tuple(pred))))
+        out.setdefault(ln.stream, [])
+        if ln.scored:
+            out[ln.stream].append((ln.frame, Scored(tuple(ln.truth), None if ln.pred is None else tuple(ln.pred))))
     return {s: [it for _, it in sorted(v, key=lambda x: x[0])] for s, v in out.items()}
 
 
-def bootstrap_run(lines: Sequence[Mapping], run: str | None, space: LabelSpace, metrics: Sequence[str], *,
-                  n: int = DEFAULT_N, level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED) -> dict[str, Interval]:
+def bootstrap_run(lines: Sequence[FrameLine], run: str | None, space: LabelSpace, metrics: Sequence[str], *,
+                  n: int = DEFAULT_N, level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED,
+                  **metric_options) -> dict[str, Interval]:
     """Intervals of a run's metrics and of its LCR from its per-frame log lines. The metrics and
     LCR are resampled with the same stream draws (same seed), so they describe the same resamples."""
-    chosen_lines = [ln for ln in lines if run is None or ln.get("run") == run]
+    chosen_lines = [ln for ln in lines if run is None or ln.run == run]
     items = per_stream_items(chosen_lines)
     uploads: dict[str, list[float]] = {}
     for ln in chosen_lines:
-        u = uploads.setdefault(str(ln["stream"]), [0.0, 0.0])
-        u[0] += 1.0 if ln.get("upload") else 0.0
+        u = uploads.setdefault(ln.stream, [0.0, 0.0])
+        u[0] += 1.0 if ln.upload else 0.0
         u[1] += 1.0
     ids = sorted(items)
     groups = [(items[s], tuple(uploads[s])) for s in ids]
@@ -215,7 +214,7 @@ def bootstrap_run(lines: Sequence[Mapping], run: str | None, space: LabelSpace, 
 
     def stat(chosen):
         pooled = [it for its, _ in chosen for it in its]
-        got = compute(pooled, space, metrics)
+        got = compute(pooled, space, metrics, **metric_options)
         out = {m: got.get(m) for m in metrics}
         den = sum(u[1] for _, u in chosen)
         out["lcr"] = sum(u[0] for _, u in chosen) / den if den else None

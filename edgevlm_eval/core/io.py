@@ -34,3 +34,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def disk_error(e: OSError, path: str | os.PathLike) -> "EdgeVLMError":
+    """An OSError met while writing `path`, as an error the command line prints without a
+    traceback: disk full, read-only file system, no permission."""
+    import errno
+
+    from .errors import EdgeVLMError
+
+    why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+           errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(e.errno, e.strerror or str(e))
+    return EdgeVLMError(f"cannot write {path}: {why} ({type(e).__name__} errno {e.errno}); what was written "
+                        "before is kept, free space and run the same command again to resume")

@@ -15,9 +15,38 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from edgevlm_eval.core.labels import LabelSpace
 
-MULTI_LABEL_METRICS = ("micro_f1", "macro_f1", "exact_match")
-SINGLE_LABEL_METRICS = ("accuracy",)
-KNOWN_METRICS = MULTI_LABEL_METRICS + SINGLE_LABEL_METRICS + ("macro_f1_all",)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric as tables and plots show it (the one registry: results, leaderboard, plots)."""
+
+    name: str
+    label: str  # as the paper's tables write it
+    kind: str  # "multi" (label sets) | "single" (one label per frame)
+    higher_is_better: bool = True
+
+
+METRICS: dict[str, MetricInfo] = {m.name: m for m in (
+    MetricInfo("micro_f1", "Micro-F1", "multi"),
+    MetricInfo("macro_f1", "Macro-F1", "multi"),
+    MetricInfo("exact_match", "0-1 EM", "multi"),
+    MetricInfo("accuracy", "Acc", "single"),
+    MetricInfo("macro_f1_all", "Macro-F1 (all labels)", "multi"),
+)}  # in display order
+MULTI_LABEL_METRICS = tuple(m for m, i in METRICS.items() if i.kind == "multi" and m != "macro_f1_all")
+SINGLE_LABEL_METRICS = tuple(m for m, i in METRICS.items() if i.kind == "single")
+KNOWN_METRICS = tuple(METRICS)
+
+
+def metric_label(name: str) -> str:
+    return METRICS[name].label if name in METRICS else name
+
+
+def metric_order(names) -> list[str]:
+    """Known metrics in display order, then the others sorted."""
+    names = set(names)
+    return [m for m in METRICS if m in names] + sorted(names - set(METRICS))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,373 @@
+"""The main command as one pipeline (docs/results.md, docs/method.md):
+
+    check   the task, the models, every engine option and the runs: cheap, before anything else
+    plan    the runs to replay (strategies with their knobs, targets), and the run folder
+    data    the task's streams (converted or from the cache), the LVLM trace (recorded once)
+    execute the knob searches, then every run replayed in lockstep, logged frame by frame
+    report  results.json (a pure function of run.json and the log), the table, the figures
+
+The driver names no strategy: each run's class says what it needs and how its call ratio is
+tuned. Exit codes: 0 done; 2 an error (nothing scored); 3 done but compromised (failed LVLM
+frames, failed SVLM replies), with the reasons printed and stored in results.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from edgevlm_eval.collab.edge import EdgeLatency, FixedEdge, parse_edge_latency
+from edgevlm_eval.collab.latency import parse_latency, parse_uplink
+from edgevlm_eval.collab.protocols import PlanItem
+from edgevlm_eval.collab.search import search
+from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done
+from edgevlm_eval.collab.strategies import BUILTIN
+from edgevlm_eval.collab.strategy import Run, SvlmResult
+from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.taskconfig import TaskConfig
+from edgevlm_eval.core.types import Stream
+from edgevlm_eval.tasks import load_task
+
+from .options import RunConfig
+from .progress import Progress
+from .results import portable_paths, print_report, redact, results_from_folder
+from .runfolder import RunFolder, config_hash
+from .runs import RunPlan, build_runs
+
+log = logging.getLogger(__name__)
+EXIT_OK, EXIT_ERROR, EXIT_COMPROMISED = 0, 2, 3
+
+
+# ---------------------------------------------------------------------------------------------
+# distribution (accelerate launch / torchrun): streams are independent, so each process replays its own
+
+
+def dist() -> tuple[int, int]:
+    """(rank, world) under `accelerate launch` / torchrun (env vars), else (0, 1)."""
+    try:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        return 0, 1
+
+
+def barrier(world: int) -> None:
+    """Wait for every process. A gloo group suffices (only files are shared)."""
+    if world <= 1:
+        return
+    import torch.distributed as tdist
+
+    if not tdist.is_initialized():
+        tdist.init_process_group(backend="gloo")
+    tdist.barrier()
+
+
+def shard(streams: Sequence[Stream], rank: int, world: int) -> list[Stream]:
+    """Streams of one process: every world-th stream by sorted id."""
+    return [s for i, s in enumerate(sorted(streams, key=lambda s: s.id)) if i % world == rank]
+
+
+def load_svlm(spec: str, world: int = 1):
+    """The SVLM adapter; when sharded over several GPUs, one model per process on its own GPU."""
+    from edgevlm_eval.model_adapters.registry import load_adapter
+
+    if world > 1:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                try:
+                    return load_adapter(spec, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", device_map=None)
+                except ConfigError:
+                    pass  # an adapter without device options (HTTP models)
+        except ImportError:
+            pass
+    return load_adapter(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# check + plan
+
+
+@dataclass
+class Checked:
+    """What the cheap checks established."""
+
+    cfg: RunConfig
+    task: TaskConfig
+    runs: RunPlan
+    sim: SimConfig
+    edge: EdgeLatency
+    folder: RunFolder
+    svlm_entry: object | None
+    plan_hash: str
+
+
+def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
+    """The SVLM's edge latency source: declared by its model entry unless the run says otherwise."""
+    if cfg.edge_latency != "declared":
+        return parse_edge_latency(cfg.edge_latency)
+    if not needs_svlm:
+        return FixedEdge(0.0, spec="declared", basis="no run uses the SVLM")
+    figure = getattr(svlm_entry, "edge_latency_s", None)
+    if figure is None:
+        raise ConfigError(f"the SVLM {cfg.svlm!r} declares no edge latency (its model entry has no edge_latency_s): "
+                          "give --edge-latency fixed:S (seconds per answer on your edge device), file:F.csv (per "
+                          "frame), or measured (timed on this machine, one request at a time; then the scores depend "
+                          "on this machine's speed and load)", key="--edge-latency")
+    return FixedEdge(figure, spec="declared", basis=getattr(svlm_entry, "edge_latency_basis", "") or "")
+
+
+def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
+    """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
+    caller holds the streams (no dataset root to check)."""
+    from edgevlm_eval.model_adapters.registry import resolve
+
+    if task is None:
+        task = load_task(cfg.task, list(cfg.tasks_dir))
+        if not cfg.rescore:
+            task.resolve_root(cfg.data_root)  # a missing dataset folder, named, before anything else
+    svlm_entry = resolve(cfg.svlm) if cfg.svlm else None  # unknown names fail here, listing the known ones
+    if cfg.lvlm:
+        resolve(cfg.lvlm)
+    source = parse_latency(cfg.latency)
+    uplink = parse_uplink(cfg.uplink) if cfg.uplink else getattr(source, "uplink", None)
+    logprobs = svlm_entry.capabilities.logprobs if svlm_entry is not None else None
+    runs = build_runs(cfg, have_uplink=uplink is not None, svlm_logprobs=logprobs)
+    if not runs.items:
+        raise ConfigError("nothing to run: every strategy was left out (see the notes above)", key="--strategy")
+    for n in runs.notes:
+        log.info("note: %s", n)
+    if runs.needs.svlm and not cfg.svlm:
+        raise ConfigError("these strategies run the SVLM: give --svlm (see `edgevlm-eval models`)", key="--svlm")
+    if runs.needs.trace and not (cfg.lvlm or cfg.trace):
+        raise ConfigError("these strategies replay the LVLM's replies: give --lvlm L (its trace is recorded once into "
+                          "the output folder) or --trace F.jsonl from `edgevlm-eval record`", key="--lvlm")
+    edge = _edge(cfg, svlm_entry, runs.needs.svlm)
+    sim = SimConfig(tau=cfg.tau, delta=cfg.delta, H=cfg.H, edge_latency=edge, edge_fast=cfg.edge_fast,
+                    check_images=cfg.image_check, batch_size=cfg.batch_size, latency=cfg.latency, uplink=uplink)
+    lvlm_name = cfg.lvlm or (_trace_model(cfg.trace) if cfg.trace else None)
+    folder = RunFolder(cfg.output_dir, task.name, cfg.svlm, lvlm_name, runs.name)
+    plan_hash = config_hash({"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
+                             "plan": _plan_json(runs.items), "limit": cfg.limit, "max_frames": cfg.max_frames})
+    if folder.run_json.exists() and not (cfg.overwrite or cfg.rescore):
+        old = folder.read_run_json().get("plan_hash")
+        if old not in (None, plan_hash):
+            raise ConfigError(f"the run folder {folder} holds a run with another configuration; pass --overwrite to "
+                              "replace that run (this folder only), or --run-name NAME for a folder of its own",
+                              key="--run-name")
+    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash)
+
+
+def _trace_model(path: str) -> str | None:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.loads(fh.readline()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _plan_json(items: Sequence[PlanItem]) -> list:
+    return [[it.spec.to_json(), it.target.label() if it.target else None] for it in items]
+
+
+# ---------------------------------------------------------------------------------------------
+# execute
+
+
+def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict, probe_added: bool,
+              stream_info: dict, trace_meta: dict, latency: dict, svlm_info: dict | None = None) -> dict:
+    cfg = ck.cfg
+    config = redact({**cfg.to_json(), **ck.sim.to_json()})
+    info = {k: stream_info.get(k) for k in ("cache_key", "root") if stream_info.get(k) is not None}
+    return {"config_hash": chash, "plan_hash": ck.plan_hash, "config": config, "stream_info": info,
+            "protocol": ck.runs.plan.name, "notes": ck.runs.notes, "trace": trace_meta, "latency": latency,
+            "edge_latency": ck.edge.describe(), "svlm_info": svlm_info,
+            "runs": [{"spec": it.spec.to_json(), "group": it.group, "label": it.label,
+                      "target": it.target.label() if it.target else None, "display": it.spec.display()}
+                     for it in items],
+            "search": searches, "probe_added": probe_added}
+
+
+def _scores(run: Run, lines, sim_cfg) -> list:
+    """Per-frame scores of a by-score knob from the probe run's SVLM replies."""
+    strat = run.make(sim_cfg)
+    return [strat.score(SvlmResult(ln.svlm.ok, ln.svlm.text, tuple(ln.svlm.labels), ln.svlm.conf, ln.svlm.e_s))
+            if ln.svlm is not None else None for ln in lines]
+
+
+def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -> dict:
+    """Tune, replay and log every run; returns results.json's document."""
+    cfg, task, folder, sim_cfg = ck.cfg, ck.task, ck.folder, ck.sim
+    rank, world = dist()
+    trace = trace_info.trace if trace_info is not None else None
+    trace_meta = {}
+    if trace_info is not None:
+        trace_meta = {"path": str(trace_info.path), "sha256": trace.sha256(), "model": trace.model,
+                      "header": {k: v for k, v in trace.header.items() if k != "format"},
+                      "failed": {"frames": trace_info.failed, "of": trace_info.frames,
+                                 "by_kind": trace_info.failed_by_kind},
+                      **({k: trace.header.get(k) for k in ("model_info", "created", "task_version",
+                                                          "toolkit_version", "latency_measurement")})}
+        if trace_info.stats is not None:
+            s = trace_info.stats
+            trace_meta["recorded_now"] = {"asked": s.asked, "failed": s.failed, "re_asked": s.dropped,
+                                          "prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens}
+        trace_meta = portable_paths(trace_meta)
+    all_streams = sorted(streams, key=lambda s: s.id)
+    mine = shard(all_streams, rank, world)
+    chash = config_hash({"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
+                         "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
+                         "plan": _plan_json(ck.runs.items)})
+    old = folder.open(chash, overwrite=cfg.overwrite, resume=cfg.resume, rank=rank)
+    barrier(world)
+    mine_ids = {s.id for s in mine}
+    done = load_done(ln for ln in old if ln.stream in mine_ids)
+    if cfg.resume and not old and rank == 0:
+        log.info("--resume: nothing to resume in %s; starting", folder)
+
+    svlm = load_svlm(cfg.svlm, world) if ck.runs.needs.svlm else None
+    caps = getattr(svlm, "capabilities", None)
+    if caps is not None and not caps.logprobs:
+        lacking = [it.spec.run_id for it in ck.runs.items if it.spec.cls.needs.logprobs]
+        if lacking:
+            raise ConfigError(f"runs {lacking} need the SVLM's token probabilities and the loaded adapter of "
+                              f"{cfg.svlm!r} does not report them (its registry entry said it would)", key="--svlm")
+
+    # -- knobs for --target-lcr / the main protocol's bands --------------------------------------
+    probe = Simulator(task, all_streams, trace, None, sim_cfg, keep_lines=False)
+    searches: dict[str, dict] = {}
+    items, later = [], []
+    for it in ck.runs.items:
+        if it.target is None:
+            items.append(it)
+        elif it.spec.cls.lcr_knob.by_score:
+            later.append(it)
+        else:
+            res = search(probe, it.spec, it.target)
+            searches[it.spec.run_id] = {"target": it.target.label(), **res.to_json()}
+            it.spec = res.spec
+            items.append(it)
+    # a by-score knob is tuned on the scores of the reference run (SVLM only on the same frames)
+    ref_cls = next(c for c in BUILTIN.values() if c.reference)
+    probe_added = False
+    if later and not any(it.spec.cls is ref_cls for it in items):
+        items.insert(0, PlanItem(Run(ref_cls, ref_cls.Knobs()), None, "probe",
+                                 f"{ref_cls.display_label()} (probe for the score-tuned runs)"))
+        probe_added = True
+    ordered = ([items[0]] if probe_added else []) + ck.runs.items
+    latency: dict = {}
+
+    def write_run_json(svlm_info=None):
+        if rank == 0:
+            folder.write_run_json(_run_json(ck, chash, ordered, searches, probe_added, stream_info, trace_meta,
+                                            latency, svlm_info))
+
+    writer = folder.log_writer(chash, rank, world)
+    total = sum(len(s) for s in mine) * (len(items) + len(later))
+    t0 = time.perf_counter()
+    try:
+        with Progress(total, f"{task.name}: {ck.runs.name}") as prog:
+            prog.advance(len(done))
+            sim = Simulator(task, mine, trace, svlm, sim_cfg, log=writer, done=done, keep_lines=False)
+            write_run_json()
+            sim.run([it.spec for it in items], progress=prog.advance)
+            latency.update(sim.latency_info())
+            if later:
+                writer.flush()
+                barrier(world)
+                ref_id = next(it.spec.run_id for it in items if it.spec.cls is ref_cls)
+                probe_lines = [ln for ln in folder.lines() if ln.run == ref_id]
+                for it in later:
+                    res = search(None, it.spec, it.target, scores=_scores(it.spec, probe_lines, sim_cfg),
+                                 n_frames=len(probe_lines))
+                    searches[it.spec.run_id] = {"target": it.target.label(), **res.to_json()}
+                    it.spec = res.spec
+                write_run_json()
+                sim2 = Simulator(task, mine, trace, svlm, sim_cfg, log=writer, done=done, keep_lines=False)
+                sim2.run([it.spec for it in later], progress=prog.advance)
+                latency.update(sim2.latency_info())
+    finally:
+        writer.close()
+    wall = time.perf_counter() - t0
+    svlm_info = svlm.describe() if svlm is not None else None
+    write_run_json(portable_paths(redact(svlm_info)) if svlm_info else None)
+    barrier(world)
+    if rank != 0:
+        return {}
+    return results_from_folder(folder, task, extra={"wall_s": round(wall, 3), "world": world,
+                                                    "latency_sources": latency}, svlm_info=svlm_info)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def exit_code(doc: dict) -> int:
+    return EXIT_COMPROMISED if (doc.get("status") or {}).get("compromised") else EXIT_OK
+
+
+def plot(folder: RunFolder) -> None:
+    """The figures the run's results support; a plot that fails never loses the results."""
+    try:
+        from .plotting import plot_results
+
+        files = plot_results([folder.results_json], folder.plots, formats=("png",), include_paper=False)
+    except Exception as e:  # noqa: BLE001 - plotting must not lose a finished run
+        log.warning("plots: not written (%s: %s)", type(e).__name__, e)
+        return
+    if files:
+        print(f"plots: {folder.plots} ({len(files)} files)")
+
+
+def main(cfg: RunConfig, *, task: TaskConfig | None = None, streams: list[Stream] | None = None,
+         stream_info: dict | None = None) -> int:
+    """The main command. `task`/`streams` (with `stream_info`) let a caller that already holds the
+    streams (a library user, the tests) skip loading and converting them."""
+    from .console import console
+    from .data import load_task_and_streams, summary_line
+    from .record import ensure_trace
+
+    ck = check(cfg, task)
+    if cfg.rescore:
+        doc = results_from_folder(ck.folder, ck.task, extra={"rescored": True})
+        print_report(doc, ck.task)
+        print(f"results: {ck.folder.results_json} (re-scored from the per-frame log)")
+        return exit_code(doc)
+    if streams is None:
+        task, streams, info = load_task_and_streams(cfg.task, tasks_dir=cfg.tasks_dir, data_root=cfg.data_root,
+                                                    no_cache=cfg.no_cache, limit=cfg.limit,
+                                                    max_frames=cfg.max_frames, task=ck.task)
+        console().print(summary_line(task, streams) + (" (from cache)" if info["cache_hit"] else ""))
+    else:
+        task, info = ck.task, {"cache_hit": False, **(stream_info or {})}
+    rank, world = dist()
+    trace_info = None
+    if ck.runs.needs.trace or cfg.trace:
+        trace_info = ensure_trace(cfg, task, streams, rank=rank, world=world, barrier=lambda: barrier(world))
+        if trace_info.failed:
+            log.warning("the LVLM trace has %d failed frames of %d (%s)%s", trace_info.failed, trace_info.frames,
+                        ", ".join(f"{k}: {v}" for k, v in sorted(trace_info.failed_by_kind.items())),
+                        "" if cfg.keep_failed else "; they are re-asked when the run is started again")
+    doc = execute(ck, streams, trace_info, info)
+    if rank != 0:
+        return EXIT_OK
+    print_report(doc, task)
+    print(f"results: {ck.folder.results_json}")
+    if cfg.plots:
+        plot(ck.folder)
+    return exit_code(doc)
+
+
+def rescore_folder(path, task_ref: str, tasks_dir=()) -> int:
+    """results.json of a run folder from its per-frame log, without models or the dataset."""
+    task = load_task(task_ref, list(tasks_dir))
+    folder = RunFolder.at(path)
+    doc = results_from_folder(folder, task, extra={"rescored": True})
+    print_report(doc, task)
+    print(f"results: {folder.results_json} (re-scored from the per-frame log)")
+    return exit_code(doc)
