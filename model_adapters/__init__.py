@@ -6,7 +6,8 @@
 Heavy modules (torch, transformers, openai) are imported only when an adapter is loaded.
 """
 
-from .base import Adapter, Capabilities
-from .registry import ModelEntry, list_models, load_adapter, resolve
+from .base import Adapter, Capabilities, Price
+from .registry import ModelEntry, list_models, load_adapter, resolve, set_models_path, usage_cost
 
-__all__ = ["Adapter", "Capabilities", "ModelEntry", "list_models", "load_adapter", "resolve"]
+__all__ = ["Adapter", "Capabilities", "ModelEntry", "Price", "list_models", "load_adapter", "resolve",
+           "set_models_path", "usage_cost"]

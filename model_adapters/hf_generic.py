@@ -20,7 +20,8 @@ from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding
 from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Reply, Request
 
-from .base import Adapter, Capabilities
+from .base import Adapter
+from .kinds import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, check_checkpoint_folder, hf_capabilities
 from .prompt import R1_SUFFIX, build_conversation, hf_messages
 from .qwen2_5_vl import parse_dtype
 
@@ -46,7 +47,11 @@ def tiny_processor():
 
 
 class HFImageTextAdapter(Adapter):
-    capabilities = Capabilities(token_focus=False, grounding=True, logprobs=True, max_images=None, batched=True)
+    capabilities = hf_capabilities()
+
+    @classmethod
+    def capabilities_for(cls, options: dict):
+        return hf_capabilities(options)
 
     def __init__(self, checkpoint: str, *, name: str = "hf", dtype: Any = "auto", device: str | None = None,
                  device_map: Any = None, max_new_tokens: int = 64, batch_size: int = 8,
@@ -64,6 +69,8 @@ class HFImageTextAdapter(Adapter):
 
             model, processor = build_tiny_qwen().model, tiny_processor()
         if model is None:
+            # A local folder is checked before transformers sees it (a clear error, not a traceback).
+            checkpoint = check_checkpoint_folder(checkpoint, adapter="hf") or checkpoint
             from transformers import AutoModelForImageTextToText, AutoProcessor
 
             kw: dict[str, Any] = {"dtype": parse_dtype(dtype), "trust_remote_code": trust_remote_code}
@@ -91,8 +98,8 @@ class HFImageTextAdapter(Adapter):
 
         limits = dict(getattr(getattr(self.processor, "image_processor", None), "size", None) or {})
         limits.update(self.processor_kwargs.get("images_kwargs", {}).get("size", {}))
-        return qwen_resized_size(*size, int(limits.get("shortest_edge") or 3136),
-                                 int(limits.get("longest_edge") or 12845056))
+        return qwen_resized_size(*size, int(limits.get("shortest_edge") or QWEN_MIN_PIXELS),
+                                 int(limits.get("longest_edge") or QWEN_MAX_PIXELS))
 
     def _query(self, req: Request) -> str:
         q = grounding_prompt(req.query, self.grounding_coords) if req.grounding else req.query

@@ -31,15 +31,15 @@ from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding
 from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Box, Reply, Request, largest_per_label
 
-from .base import Adapter, Capabilities
+from .base import Adapter
 from .focus import FocusPlan, ImageFocus, TokenGrid, focus_hook
+from .kinds import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, check_checkpoint_folder, qwen_capabilities
 from .prompt import DEFAULT_SYSTEM, R1_SUFFIX, build_conversation, qwen_chat_text
 
 log = logging.getLogger(__name__)
 
-# The public Qwen2.5-VL checkpoints' preprocessor limits (transformers-notes.md).
-CHECKPOINT_MIN_PIXELS = 3136
-CHECKPOINT_MAX_PIXELS = 12845056
+# The files a Qwen2.5-VL checkpoint folder needs besides config.json and the weights.
+CHECKPOINT_FILES = ("preprocessor_config.json", "tokenizer.json|vocab.json")
 IMAGE_TOKEN = "<|vision_start|><|image_pad|><|vision_end|>"
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -149,7 +149,11 @@ class _FirstTokenTimer:
 class QwenVLAdapter(Adapter):
     """The Qwen2.5-VL family through transformers, with Visual Focus."""
 
-    capabilities = Capabilities(token_focus=True, grounding=True, logprobs=True, max_images=None, batched=True)
+    capabilities = qwen_capabilities()
+
+    @classmethod
+    def capabilities_for(cls, options: dict):
+        return qwen_capabilities(options)
 
     def __init__(self, checkpoint: str, *, name: str = "qwen2_5_vl", dtype: Any = "auto", device: str | None = None,
                  device_map: Any = None, min_pixels: int | None = None, max_pixels: int | None = None,
@@ -180,8 +184,8 @@ class QwenVLAdapter(Adapter):
         # The pixel budget: given, else the checkpoint's own (its preprocessor config), else the
         # public checkpoints' limits.
         size = getattr(image_processor, "size", None) or {}
-        self.min_pixels = int(min_pixels or size.get("shortest_edge") or CHECKPOINT_MIN_PIXELS)
-        self.max_pixels = int(max_pixels or size.get("longest_edge") or CHECKPOINT_MAX_PIXELS)
+        self.min_pixels = int(min_pixels or size.get("shortest_edge") or QWEN_MIN_PIXELS)
+        self.max_pixels = int(max_pixels or size.get("longest_edge") or QWEN_MAX_PIXELS)
         self.options = dict(dtype=str(dtype), device=device, device_map=device_map, min_pixels=self.min_pixels,
                             max_pixels=self.max_pixels, max_new_tokens=self.max_new_tokens,
                             batch_size=self.batch_size, prompt_style=prompt_style,
@@ -217,17 +221,11 @@ class QwenVLAdapter(Adapter):
                 if device:
                     model = model.to(device)
             return model, tiny.tokenizer, tiny.image_processor
-        from pathlib import Path
+        # A local folder is checked before transformers sees it (a clear error, not a traceback).
+        checkpoint = check_checkpoint_folder(checkpoint, adapter="qwen2_5_vl", needs=CHECKPOINT_FILES) or checkpoint
 
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-        from edgevlm_eval.core.errors import ConfigError
-
-        local = Path(checkpoint).expanduser()
-        if (local.is_absolute() or checkpoint.startswith((".", "~"))) and not local.is_dir():
-            raise ConfigError(f"checkpoint folder not found: {checkpoint}", key="checkpoint")
-        checkpoint = str(local) if local.is_dir() else checkpoint
 
         kwargs: dict[str, Any] = {"dtype": parse_dtype(dtype)}
         if device_map is not None:

@@ -136,7 +136,9 @@ def build_tiny_qwen(seed: int = 0, hidden: int = 64, layers: int = 2) -> TinyQwe
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 3136, "longest_edge": 12845056})
+    from .kinds import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
+
+    image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": QWEN_MIN_PIXELS, "longest_edge": QWEN_MAX_PIXELS})
     return TinyQwen(model=model, tokenizer=tokenizer, image_processor=image_processor, config=config)
 
 
@@ -153,6 +155,8 @@ def save_tiny_qwen(path: str | Path, seed: int = 0) -> Path:
     # The public checkpoints' preprocessor_config.json carries the pixel limits as min/max_pixels.
     pp = path / "preprocessor_config.json"
     cfg = json.loads(pp.read_text())
-    cfg.update({"min_pixels": 3136, "max_pixels": 12845056})
+    from .kinds import QWEN_PIXELS
+
+    cfg.update(QWEN_PIXELS)
     pp.write_text(json.dumps(cfg, indent=2))
     return path

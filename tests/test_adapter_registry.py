@@ -93,3 +93,90 @@ def test_tiny_entries_load_and_run(tmp_path):
     # the R1 prompt asks for <think>/<answer>
     prep = r1.prepare([Request(id="x", images=(str(p),), query="q")])
     assert "<answer>" in r1.tokenizer.decode(prep.rows[0].ids)
+
+
+def test_edge_latency_and_price_fields():
+    entries = {e.name: e for e in list_models()}
+    q3 = entries["qwen2.5-vl-3b"]
+    assert q3.edge_latency_s == 0.5624 and "Table 3" in q3.edge_latency_basis and "562.40 ms" in q3.edge_latency_basis
+    for tiny in ("tiny-qwen2.5-vl", "tiny-vlm-r1", "tiny-hf"):
+        assert entries[tiny].edge_latency_s is not None and entries[tiny].edge_latency_basis == "tests: nominal"
+    for none in ("demo-svlm", "demo-lvlm", "qwen2.5-vl-7b", "gpt-4o", "vlm-r1"):
+        assert entries[none].edge_latency_s is None
+    g = entries["gpt-4o"].to_json()
+    assert g["price"]["input_usd_per_mtok"] == 2.5 and g["price"]["output_usd_per_mtok"] == 10.0
+    assert "2025" in g["price"]["source"]
+    assert q3.to_json()["price"] is None and q3.to_json()["edge_latency_s"] == 0.5624
+    # options of a spec keep the entry's fields
+    assert resolve("qwen2.5-vl-3b?dtype=float16").edge_latency_s == 0.5624
+
+
+def test_usage_cost():
+    from edgevlm_eval.model_adapters.base import Price
+    from edgevlm_eval.model_adapters.registry import usage_cost
+
+    assert usage_cost(Price(2.5, 10.0), 400_000, 20_000) == pytest.approx(1.0 + 0.2)
+    assert usage_cost(resolve("gpt-4o"), None, 1_000_000) == pytest.approx(10.0)
+    assert usage_cost(resolve("qwen2.5-vl-72b-api"), 10, 10) is None and usage_cost(None, 1, 1) is None
+
+
+def test_capabilities_have_one_home():
+    """The registry (no weights loaded) and the adapter classes give the same capabilities."""
+    from edgevlm_eval.model_adapters.hf_generic import HFImageTextAdapter
+    from edgevlm_eval.model_adapters.openai_compat import OpenAIAdapter
+    from edgevlm_eval.model_adapters.qwen2_5_vl import QwenVLAdapter
+
+    for name, cls in (("qwen2.5-vl-3b", QwenVLAdapter), ("tiny-hf", HFImageTextAdapter), ("gpt-4o", OpenAIAdapter),
+                      ("openai-compatible", OpenAIAdapter)):
+        e = resolve(name)
+        assert cls.capabilities_for(e.options) == e.capabilities
+    assert OpenAIAdapter.capabilities_for({"logprobs": True}).logprobs is True
+    assert OpenAIAdapter.capabilities_for({}).logprobs is False
+    a = load_adapter("openai-compatible?logprobs=true")
+    try:
+        assert a.capabilities == resolve("openai-compatible?logprobs=true").capabilities
+    finally:
+        a.close()
+
+
+def test_pixel_budgets_have_one_home():
+    from pathlib import Path
+
+    from edgevlm_eval.model_adapters import kinds
+
+    assert kinds.QWEN_PIXELS == {"min_pixels": 3136, "max_pixels": 12845056}
+    assert kinds.TINY_PIXELS["max_pixels"] == 50176
+    assert resolve("demo-svlm").options["max_pixels"] == 31360 and resolve("demo-lvlm").options["max_pixels"] == 112896
+    folder = Path(kinds.__file__).parent
+    for f in folder.glob("*.py"):
+        if f.name != "kinds.py":
+            text = f.read_text()
+            assert "12845056" not in text and "3136" not in text, f.name
+
+
+@pytest.mark.parametrize("spec_adapter", ["qwen2_5_vl", "hf"])
+def test_checkpoint_folder_without_weights_is_a_config_error(tmp_path, spec_adapter, monkeypatch):
+    import transformers
+
+    def never(*a, **k):  # transformers must not be asked
+        raise AssertionError("from_pretrained called")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", never, raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError) as ei:
+        load_adapter(f"{spec_adapter}:{empty}")
+    msg = str(ei.value)
+    assert str(empty) in msg and "config.json" in msg and "weight files" in msg and "found: nothing" in msg
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(ConfigError) as ei:
+        load_adapter(f"{spec_adapter}:{empty}")
+    assert "no weight files" in str(ei.value) and "no config.json" not in str(ei.value)
+    (empty / "model.safetensors").write_bytes(b"")
+    if spec_adapter == "qwen2_5_vl":
+        with pytest.raises(ConfigError, match="no preprocessor_config.json, no tokenizer.json or vocab.json"):
+            load_adapter(f"{spec_adapter}:{empty}")
+    not_dir = tmp_path / "file.bin"
+    not_dir.write_bytes(b"x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        load_adapter(f"{spec_adapter}:{not_dir}")

@@ -149,3 +149,199 @@ def test_serve_main_runs_a_tiny_model_over_http(images):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ------------------------------------------------------------------ limits, malformed bodies, neighbours, gone clients
+
+from edgevlm_eval.model_adapters.serve import ServeLimits  # noqa: E402
+
+
+def _body(url_or_text, query="q"):
+    return {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url_or_text}},
+                                                      {"type": "text", "text": query}]}]}
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A 4x4 PNG whose header claims width x height (the CRC fixed): tiny file, huge image."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(buf, format="PNG")
+    raw = bytearray(buf.getvalue())
+    ihdr = 8  # after the signature: length(4) type(4) data(13) crc(4)
+    raw[ihdr + 8:ihdr + 16] = struct.pack(">II", width, height)
+    raw[ihdr + 21:ihdr + 25] = struct.pack(">I", zlib.crc32(bytes(raw[ihdr + 4:ihdr + 21])))
+    return bytes(raw)
+
+
+def _data(raw: bytes, mime="image/png") -> str:
+    import base64
+
+    return f"data:{mime};base64,{base64.b64encode(raw).decode()}"
+
+
+def test_size_limits_answer_413_naming_the_limit(images):
+    echo = Echo()
+    limits = ServeLimits(max_body_bytes=64 * 1024, max_image_bytes=2000, max_image_pixels=1_000_000)
+    big_file = np.random.default_rng(0).integers(0, 255, (60, 60, 3), dtype=np.uint8)
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(big_file).save(buf, format="PNG")  # ~10 KB of noise
+    with run_in_thread(create_app(echo, limits=limits)) as url:
+        r = httpx.post(url + "/chat/completions", json=_body("x" * 70_000))
+        assert r.status_code == 413 and "0.0625 MB" in r.json()["error"]["message"] and "--max-body-mb" in \
+            r.json()["error"]["message"]
+        # no Content-Length (chunked): counted while reading
+        chunked = httpx.post(url + "/chat/completions", content=iter([b"{" + b" " * 40_000] * 2),
+                             headers={"content-type": "application/json"})
+        assert chunked.status_code == 413
+        r = httpx.post(url + "/chat/completions", json=_body(_data(buf.getvalue())))
+        assert r.status_code == 413 and "per image" in r.json()["error"]["message"]
+        assert r.json()["error"]["code"] == "image_too_large"
+        # a few bytes declaring 15000x10000: refused from the header, never decoded
+        bomb = _png_claiming(15000, 10000)
+        assert len(bomb) < 300
+        r = httpx.post(url + "/chat/completions", json=_body(_data(bomb)))
+        assert r.status_code == 413 and "15000x10000 = 150.0 megapixels" in r.json()["error"]["message"]
+        assert "limit of 1 megapixels" in r.json()["error"]["message"]
+        # over PIL's own bomb ceiling
+        r = httpx.post(url + "/chat/completions", json=_body(_data(_png_claiming(30000, 20000))))
+        assert r.status_code == 413 and "limit of 1 megapixels" in r.json()["error"]["message"]
+        ok = httpx.post(url + "/chat/completions", json=_body(data_url(images[0])[0]))
+        assert ok.status_code == 200
+        health = httpx.get(url.removesuffix("/v1") + "/health").json()
+    assert len(echo.seen) == 1  # only the acceptable request reached the adapter
+    assert health["requests"]["rejected"] == 5 and health["limits"]["max_image_megapixels"] == 1
+
+
+def test_default_pixel_limit_is_40_megapixels():
+    from edgevlm_eval.model_adapters.serve import TooLarge, save_data_url
+
+    with pytest.raises(TooLarge, match="48.0 megapixels"):
+        save_data_url(_data(_png_claiming(8000, 6000)), Path("/nonexistent"))
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"not json at all", "not valid JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"messages": "hello"}', "messages must be a list"),
+    (b'{"messages": ["hello"]}', "message 0 must be an object"),
+    (b'{"messages": [{"role": "user", "content": 7}]}', "content must be a string or a list"),
+    (b'{"messages": [{"role": "user", "content": ["x"]}]}', "content part 0 must be an object"),
+    (b'{"messages": [{"role": "user", "content": [{"type": "audio"}]}]}', "unsupported content part"),
+    (b'{"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}', "text must be a string"),
+    (b'{"messages": [{"role": "user", "content": "q"}], "max_tokens": "many"}', "positive integer"),
+    (b'{"messages": [{"role": "robot", "content": "q"}]}', "role system, user or assistant"),
+    (b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": '
+     b'"data:image/png;base64,aGVsbG8gd29ybGQ="}}]}]}', "not a readable image"),
+])
+def test_malformed_bodies_are_400_never_500(content, words):
+    echo = Echo()
+    with run_in_thread(create_app(echo)) as url:
+        r = httpx.post(url + "/chat/completions", content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and words in r.json()["error"]["message"], r.text
+    assert echo.seen == []
+
+
+class Picky(Adapter):
+    """Raises on any batch holding a 'boom' query (as a model failing on one input fails its batch)."""
+
+    name = "picky"
+    capabilities = Capabilities()
+
+    def __init__(self):
+        self.batches = []
+
+    def generate(self, requests):
+        self.batches.append([r.query for r in requests])
+        if any(r.query == "boom" for r in requests):
+            raise RuntimeError("cannot do boom")
+        return [Reply(text=r.query.upper()) for r in requests]
+
+
+def test_a_failing_request_never_fails_its_batch_neighbours(images):
+    from concurrent.futures import ThreadPoolExecutor
+
+    picky = Picky()
+    good = data_url(images[0])[0]
+    bodies = [_body(good, "one"), _body(good, "boom"), _body(good, "two"),
+              _body(_data(_png_claiming(9000, 9000)), "huge")]
+    with run_in_thread(create_app(picky, batch_wait_ms=400, max_batch=8)) as url:
+        with ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(lambda b: httpx.post(url + "/chat/completions", json=b, timeout=20), bodies))
+    codes = [r.status_code for r in rs]
+    assert codes == [200, 500, 200, 413]
+    assert rs[0].json()["choices"][0]["message"]["content"] == "ONE" and "cannot do boom" in rs[1].text
+    assert sorted(picky.batches[0]) == ["boom", "one", "two"]  # they did meet in one batch
+    assert sorted(map(tuple, picky.batches[1:])) == [("boom",), ("one",), ("two",)]  # then one by one
+
+
+class Slow(Adapter):
+    name = "slow"
+    capabilities = Capabilities()
+
+    def __init__(self, delay: float):
+        self.delay, self.computed = delay, 0
+
+    def generate(self, requests):
+        self.computed += len(requests)
+        time.sleep(self.delay)
+        return [Reply(text="late") for _ in requests]
+
+
+def test_requests_whose_clients_gave_up_are_not_computed(images):
+    from concurrent.futures import ThreadPoolExecutor
+
+    slow = Slow(0.4)
+    body = _body(data_url(images[0])[0])
+    app = create_app(slow, max_batch=1, batch_wait_ms=0)
+    sent = 6
+
+    def ask(_):
+        try:
+            return httpx.post(url + "/chat/completions", json=body, timeout=0.25).status_code
+        except httpx.TimeoutException:
+            return "gave up"
+
+    with run_in_thread(app) as url:
+        with ThreadPoolExecutor(sent) as pool:
+            outcome = list(pool.map(ask, range(sent)))
+        time.sleep(1.2)  # whatever was started finishes; the rest must have been dropped
+        stats = httpx.get(url.removesuffix("/v1") + "/health").json()["requests"]
+    assert outcome.count("gave up") == sent
+    assert slow.computed == stats["computed"] < sent
+    assert stats["dropped"] >= sent - 2 and stats["computed"] + stats["dropped"] == sent
+    assert stats["gone"] == sent
+
+
+def test_openai_client_timeouts_do_not_pile_up_work(images):
+    """The recorder's situation: a client that times out and retries must not make the server
+    compute every abandoned attempt (before: 75 computed for 24 frames)."""
+    from edgevlm_eval.model_adapters.registry import load_adapter
+
+    slow = Slow(0.3)
+    with run_in_thread(create_app(slow, max_batch=1, batch_wait_ms=0)) as url:
+        c = load_adapter(f"openai-compatible?model=slow&base_url={url}&timeout=0.2&max_retries=2&backoff=0.01"
+                         "&concurrency=4")
+        try:
+            reps = c.generate([Request(id=str(i), images=(images[0],), query="q") for i in range(4)])
+        finally:
+            c.close()
+        time.sleep(1.0)
+        stats = httpx.get(url.removesuffix("/v1") + "/health").json()["requests"]
+    assert all(not r.ok and r.error_kind == "transient" for r in reps)
+    assert stats["received"] == 12 and stats["computed"] < 6 and stats["dropped"] >= 6
+
+
+def test_a_request_waiting_past_the_server_timeout_gets_504(images):
+    slow = Slow(0.6)
+    body = _body(data_url(images[0])[0])
+    with run_in_thread(create_app(slow, max_batch=1, batch_wait_ms=0, request_timeout_s=0.2)) as url:
+        r = httpx.post(url + "/chat/completions", json=body, timeout=10)
+        time.sleep(0.6)
+        stats = httpx.get(url.removesuffix("/v1") + "/health").json()["requests"]
+    assert r.status_code == 504 and "no reply within 0.2 s" in r.json()["error"]["message"]
+    assert stats["timed_out"] == 1 and stats["received"] == 1

@@ -80,6 +80,12 @@ def add_selection_args(p):
                    help="use only the first N frames of each stream")
 
 
+def add_models_dir_arg(p):
+    p.add_argument("--models-dir", dest="models_dir", action="append", default=[], metavar="D",
+                   help="extra folder of user models.yaml files, or one such file (repeatable; also "
+                        "$EDGEVLM_MODELS_PATH, os.pathsep-separated)")
+
+
 def add_output_args(p):
     p.add_argument("--quiet", action="store_true", help="no progress, warnings and errors only")
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -120,6 +126,7 @@ def build_run_parser(prog: str = "edgevlm-eval") -> argparse.ArgumentParser:
     add_task_args(g)
     g.add_argument("--svlm", metavar="S", help="edge model: a registry name (see `edgevlm-eval models`) or adapter:path")
     g.add_argument("--lvlm", metavar="L", help="cloud model: a registry name or adapter:path")
+    add_models_dir_arg(g)
     add_selection_args(g)
     g.add_argument("--output-dir", dest="output_dir", default="runs", metavar="D",
                    help="where runs go: D/<task>/<svlm>__<lvlm>/<run>/ (default: ./runs)")
@@ -139,7 +146,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D")
             p.add_argument("--json", action="store_true", help="print JSON instead of a table")
         elif command == "models":
+            p.description += ". User entries come from models.yaml files (docs/models.md)."
             p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            add_models_dir_arg(p)
+            p.add_argument("--check", metavar="SPEC",
+                           help="load this model (a name or spec) and answer one real request about a small "
+                                "generated image; exit 2 with the cause when it cannot")
         elif command == "streams":
             p.description += (". The file starts with a header line, then one frame per line "
                               "(stream, index, timestamp_s, images, query, labels).")
@@ -234,19 +246,75 @@ def cmd_models(args) -> int:
 
     from edgevlm_eval.model_adapters import registry
 
-    rows = [registry.entry_summary(e) for e in registry.list_models()]
+    saved = [p for p, by in registry.models_path() if by == "--models-dir"]
+    registry.set_models_path(args.models_dir)
+    try:
+        if args.check:
+            return _check_model(args.check, as_json=args.json)
+        rows = [registry.entry_summary(e) for e in registry.list_models()]
+    finally:
+        registry.set_models_path(saved)  # in-process callers (tests) keep their own search path
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     table = Table(title="edgevlm-eval models")
-    for col in ("name", "adapter", "checkpoint", "capabilities", "description"):
+    for col in ("name", "adapter", "checkpoint", "capabilities", "edge s", "price $/1M in/out", "description"):
         table.add_column(col, overflow="fold")
     for r in rows:
         caps = r.get("capabilities") or {}
         flags = ", ".join(k for k, v in caps.items() if v is True)
-        table.add_row(str(r.get("name")), str(r.get("adapter")), str(r.get("checkpoint") or ""), flags,
-                      str(r.get("description") or ""))
+        if "error" in r:
+            flags = f"[red]{r['error']}[/red]"
+        edge = f"{r['edge_latency_s']:g}" if r.get("edge_latency_s") is not None else ""
+        price = r.get("price")
+        cost = f"{price['input_usd_per_mtok']:g} / {price['output_usd_per_mtok']:g}" if price else ""
+        desc = str(r.get("description") or "")
+        if r.get("source") not in (None, "built-in"):
+            desc += f" [dim](from {r['source']})[/dim]"
+        table.add_row(str(r.get("name")), str(r.get("adapter")), str(r.get("checkpoint") or ""), flags, edge, cost,
+                      desc)
     _console().print(table)
+    return 0
+
+
+def _check_model(spec: str, *, as_json: bool) -> int:
+    """`models --check SPEC`: one real request through the preflight check (never prints a key)."""
+    import json
+
+    from edgevlm_eval.model_adapters.check import check_model
+
+    rep = check_model(spec)
+    r = rep.reply
+    opts = rep.adapter.get("options") or {}
+    found = {
+        "spec": spec, "name": rep.entry.get("name"), "source": rep.entry.get("source"),
+        "adapter": rep.entry.get("adapter"), "checkpoint": rep.adapter.get("checkpoint", rep.entry.get("checkpoint")),
+        "endpoint": opts.get("base_url"), "capabilities": rep.adapter.get("capabilities") or rep.entry.get(
+            "capabilities"),
+        "key_env": rep.key_env, "key_set": rep.key_set, "reply": r.raw_text or r.text,
+        "latency_s": round(rep.latency_s, 4), "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+        "cost_usd": rep.cost_usd, "price": rep.entry.get("price"), "edge_latency_s": rep.entry.get("edge_latency_s"),
+        "edge_latency_basis": rep.entry.get("edge_latency_basis"),
+    }
+    if as_json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    caps = ", ".join(k for k, v in (found["capabilities"] or {}).items() if v is True) or "none"
+    key = "none" if not rep.key_env else f"${rep.key_env} ({'set' if rep.key_set else 'not set'})"
+    usage = "not reported" if r.prompt_tokens is None and r.completion_tokens is None else \
+        f"{r.prompt_tokens} prompt + {r.completion_tokens} completion tokens"
+    lines = [f"model:        {found['name']} ({found['source']})", f"adapter:      {found['adapter']}",
+             f"checkpoint:   {found['checkpoint']}"]
+    if found["endpoint"]:
+        lines.append(f"endpoint:     {found['endpoint']}")
+    lines += [f"capabilities: {caps}", f"key:          {key}", f"reply:        {found['reply']!r}",
+              f"latency:      {rep.latency_s:.3f} s", f"usage:        {usage}"]
+    if rep.cost_usd is not None:
+        lines.append(f"cost:         ${rep.cost_usd:.6f}")
+    if found["edge_latency_s"] is not None:
+        lines.append(f"edge latency: {found['edge_latency_s']:g} s ({found['edge_latency_basis']})")
+    print("\n".join(lines))
+    print(f"ok: {spec} answers")
     return 0
 
 

@@ -392,6 +392,7 @@ class RunConfig:
     lvlm: str | None = None
     data_root: str | None = None
     tasks_dir: tuple[str, ...] = ()
+    models_dir: tuple[str, ...] = ()
     no_cache: bool = False
     limit: int | None = None
     max_frames: int | None = None
@@ -438,6 +439,7 @@ class RunConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("given", "knobs", "strategies",
                                                                                   "quiet", "verbose")}
         d["tasks_dir"] = list(self.tasks_dir)
+        d["models_dir"] = list(self.models_dir)
         d["strategy"] = ALL if self.all_strategies else ",".join(s.to_json() for s in self.strategies)
         for k, v in self.knobs:
             d[k] = "inf" if v == math.inf else v
@@ -531,6 +533,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         task=args.task, svlm=getattr(args, "svlm", None), lvlm=getattr(args, "lvlm", None),
         data_root=getattr(args, "data_root", None), tasks_dir=tuple(getattr(args, "tasks_dir", None) or ()),
+        models_dir=tuple(getattr(args, "models_dir", None) or ()),
         no_cache=bool(getattr(args, "no_cache", False)), limit=getattr(args, "limit", None),
         max_frames=getattr(args, "max_frames", None), output_dir=getattr(args, "output_dir", "runs"),
         quiet=bool(getattr(args, "quiet", False)), verbose=bool(getattr(args, "verbose", False)),

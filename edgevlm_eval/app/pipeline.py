@@ -123,8 +123,10 @@ def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
     caller holds the streams (no dataset root to check)."""
-    from edgevlm_eval.model_adapters.registry import resolve
+    from edgevlm_eval.model_adapters.registry import resolve, set_models_path
 
+    if cfg.models_dir:
+        set_models_path(cfg.models_dir)  # user models.yaml entries, before any spec is resolved
     if task is None:
         task = load_task(cfg.task, list(cfg.tasks_dir))
         if not cfg.rescore:

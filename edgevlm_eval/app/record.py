@@ -33,9 +33,10 @@ from typing import Sequence
 
 from edgevlm_eval import __version__
 from edgevlm_eval.collab.trace import FORMAT, Trace, TraceRecord, TraceWriter, read_trace
-from edgevlm_eval.core.errors import ConfigError, EdgeVLMError
+from edgevlm_eval.core.errors import ConfigError, EdgeVLMError, ModelUnavailable
 from edgevlm_eval.core.io import atomic_write_text
 from edgevlm_eval.core.types import Reply, Request, Stream
+from edgevlm_eval.model_adapters.check import preflight
 
 from .results import portable_paths
 
@@ -44,10 +45,6 @@ log = logging.getLogger(__name__)
 
 class RecordingStopped(EdgeVLMError):
     """The LVLM refused mid-recording (fatal error); what was recorded is kept."""
-
-
-class ModelUnavailable(EdgeVLMError):
-    """The preflight request failed: the model cannot be used as configured."""
 
 
 @dataclass
@@ -92,28 +89,8 @@ def _record_of(frame, reply: Reply, wall_s: float) -> TraceRecord:
 
 
 def _cause(reply: Reply, model: str) -> str:
-    kind = reply.error_kind or "transient"
-    what = {"fatal": "the endpoint refused the request", "transient": "the request failed after its retries",
-            "input": "the frame's own input was unusable"}[kind]
-    return (f"the LVLM {model!r} cannot be used: {what}: {reply.error}. Check the model's key (its entry's "
-            "api_key_env variable), base_url and model name (`edgevlm-eval models`), then run again; nothing was "
-            "recorded or scored")
-
-
-def preflight(adapter, frame, model: str) -> tuple[Reply, float]:
-    """Send one real frame alone; return (reply, wall seconds) or raise ModelUnavailable."""
-    t0 = time.perf_counter()
-    try:
-        reply = adapter.generate([_request(frame)])[0]
-    except EdgeVLMError:
-        raise
-    except Exception as e:  # noqa: BLE001 - an adapter that raises is unusable: say why
-        raise ModelUnavailable(f"the LVLM {model!r} failed on its first request ({type(e).__name__}: {e}); "
-                               "nothing was recorded or scored") from None
-    wall = time.perf_counter() - t0
-    if not reply.ok and reply.error_kind != "input":
-        raise ModelUnavailable(_cause(reply, model))
-    return reply, wall
+    return (f"the LVLM {model!r} refused the request ({reply.error}). Check the model's key (its entry's "
+            "api_key_env variable), base_url and model name (`edgevlm-eval models --check`), then run again")
 
 
 def record(task, streams: Sequence[Stream], adapter, out: str | Path, *, model: str, latency: str = "measured",
@@ -147,20 +124,30 @@ def record(task, streams: Sequence[Stream], adapter, out: str | Path, *, model: 
         todo = [f for s in streams for f in s.frames if (f.stream_id, f.index) not in w.done]
         if progress:
             progress(sum(len(s) for s in streams) - len(todo))
-        if todo:
-            reply, wall = preflight(adapter, todo[0], model)
-            rec = _record_of(todo[0], reply, wall)
+        # the preflight: real frames one at a time until one reaches the model (a frame whose own
+        # image is unusable is recorded as such and the next one is tried)
+        while todo:
+            f = todo.pop(0)
+            t0 = time.perf_counter()
+            try:
+                reply = preflight(adapter, _request(f), model)
+            except ModelUnavailable as e:
+                if e.cause != "input":
+                    raise
+                reply = Reply.invalid(str(e).splitlines()[0], "input")
+            rec = _record_of(f, reply, time.perf_counter() - t0)
             w.write(rec)
             note(rec)
-            todo = todo[1:]
             if progress:
                 progress(1)
+            if reply.ok:
+                break
 
         def take(f, reply: Reply, wall: float):
             if not reply.ok and reply.error_kind == "fatal":
                 raise RecordingStopped(f"recording stopped at (stream {f.stream_id!r}, frame {f.index}): "
-                                       + _cause(reply, model).replace("; nothing was recorded or scored", "")
-                                       + f"; the {len(w.done)} frames recorded so far are kept in {out}")
+                                       + _cause(reply, model) + f"; the {len(w.done)} frames recorded so far are "
+                                       f"kept in {out} and the next run resumes from there")
             rec = _record_of(f, reply, wall)
             w.write(rec)
             note(rec)
@@ -330,11 +317,12 @@ def ensure_trace(cfg, task, streams: Sequence[Stream], *, rank: int = 0, world: 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_selection_args, add_task_args
+    from .cli import add_models_dir_arg, add_selection_args, add_task_args
 
     add_task_args(p)
     add_selection_args(p)
     p.add_argument("--lvlm", required=True, metavar="L", help="cloud model: registry name or adapter:path")
+    add_models_dir_arg(p)
     p.add_argument("--out", required=True, metavar="F.jsonl", help="trace file to write (resumed if it exists)")
     p.add_argument("--latency", default="measured", metavar="SPEC",
                    help="measured (default) | fixed:D | lognormal:... | file:F.csv | network:MAHIMAHI[,...]")
@@ -355,8 +343,9 @@ def main(args) -> int:
     parse_latency(args.latency)  # a typo fails here, before anything is converted or asked
     positive_int(args.batch_size, "--batch-size")
     positive_int(args.concurrency, "--concurrency")
-    from edgevlm_eval.model_adapters.registry import resolve
+    from edgevlm_eval.model_adapters.registry import resolve, set_models_path
 
+    set_models_path(args.models_dir)
     resolve(args.lvlm)
     task, streams, _ = load_task_and_streams(args)
     stats = record_with_progress(task, streams, args.lvlm, args.out, latency=args.latency, batch_size=args.batch_size,

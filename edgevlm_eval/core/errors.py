@@ -39,6 +39,17 @@ class DatasetError(EdgeVLMError):
         self.expected = expected
 
 
+class ModelUnavailable(EdgeVLMError):
+    """A model endpoint or checkpoint that cannot answer (wrong key, unknown model, unreachable,
+    failing after its retries, unusable replies): found before anything is recorded against it.
+    `cause` is a short word (auth, permission, not_found, bad_request, connection, timeout, ...)."""
+
+    def __init__(self, message: str, *, spec: str, cause: str):
+        super().__init__(message)
+        self.spec = spec
+        self.cause = cause
+
+
 class UnknownNameError(EdgeVLMError, KeyError):
     """An unknown task / model / strategy name. Lists the known names, nearest first."""
 
