@@ -301,7 +301,7 @@ def stream_draws(seed: int, stream_id: str, n: int) -> tuple[np.ndarray, np.ndar
 
 # The paper's 5G cloud latency (paper §3.4 Fig. 4, §4.1.3, Table 1), fitted by
 # scripts/fit_paper_latency.py; the fit, its residuals and the variants' basis are in
-# results/paper/latency_fit.json and docs/latency.md. A test keeps these equal to the committed fit.
+# results/latency/paper_5g_fit.json and docs/latency.md. A test keeps these equal to the committed fit.
 PAPER_5G = BurstParams(median=0.8503, sigma=0.2811, rho=0.98, burst_in=0.0444, burst_stay=0.0184,
                        burst_factor=30.0, burst_sigma=0.3649)
 PAPER_VARIANTS: dict[str, float] = {  # name -> scale of the whole latency (docs/latency.md: how chosen)

@@ -1,6 +1,6 @@
 """Fit the `paper-5g` latency source to the paper's Table 1 (docs/latency.md says what and why).
 
-    python scripts/fit_paper_latency.py [--out results/paper/latency_fit.json] [--quick]
+    python scripts/fit_paper_latency.py [--out results/latency/paper_5g_fit.json] [--quick]
 
 Table 1 (nuScenes, K_delay = 4, tau = 1 s, 1 FPS): LCR and LHL for K_call = 1..9. The keyframe rule's
 LCR and LHL depend only on the latency process, so each candidate parameter set is scored by the
@@ -161,7 +161,7 @@ def scale_for(p: BurstParams, prob: Problem, target: float) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="results/paper/latency_fit.json")
+    ap.add_argument("--out", default="results/latency/paper_5g_fit.json")
     ap.add_argument("--fit-seeds", type=int, default=4, help="latency draws the loss averages (default 4)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: tiny budget, not the committed fit")
     ap.add_argument("--from", dest="from_json", metavar="FIT.json",
