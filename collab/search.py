@@ -21,6 +21,7 @@ from typing import Sequence
 
 from edgevlm_eval.core.errors import ConfigError
 
+from .planner import replay_stream
 from .strategy import INF, LcrKnob, Run
 
 
@@ -90,24 +91,21 @@ def parse_target(text: str | float) -> Target:
 
 
 def dry_lcr(sim, spec: Run) -> float:
-    """LCR of a run whose upload decisions do not depend on the SVLM, without any model."""
+    """LCR of a run whose upload decisions do not depend on the SVLM, without any model: the
+    planner's replay (planner.py) with the strategy's own decision and hooks, on the simulator's
+    streams, latencies, trace and image checks."""
     run = sim._run_state(spec, need_svlm=False)
     strat = run.strategy
     if strat.decides_after_svlm:
         raise ValueError(f"{spec.strategy} decides after the SVLM; use its scores")
     n = up = 0
     for st in run.states:
-        for t in range(st.n):
-            s_T = st.s[t]
-            st.advance_clock(s_T)
-            n += 1
-            if sim._image_error(st, t):
-                continue
-            u, _ = strat.decide(st, t, s_T)
-            if u:
-                up += 1
-                sent = strat.sent_at(s_T, 0.0)
-                st.register_upload(t, sent, sent + st.L[t])
+        ok = [rec is None or rec.ok for rec in st.recs]
+        skip = [bool(sim._image_error(st, t)) for t in range(st.n)]
+        r = replay_stream(st.s, st.L, strat.decide, ok=ok, skip=skip, on_arrival=strat.on_arrival,
+                          sent_at=strat.sent_at, tau=sim.cfg.tau, history=False, mine=strat.new_stream_state())
+        n += st.n
+        up += sum(r.upload)
     return up / n if n else 0.0
 
 

@@ -203,3 +203,120 @@ def test_5g_preset_is_the_documented_lognormal():
     assert parse_latency("5g:seed=3").seed == 3
     with pytest.raises(ConfigError, match="5g takes only seed"):
         parse_latency("5g:median=4")
+
+
+# ---------------------------------------------------------------------------------------------
+# paper-5g: the latency source fitted to the paper's Table 1 (docs/latency.md)
+
+from pathlib import Path  # noqa: E402
+
+from edgevlm_eval.collab.latency import (PAPER_5G, PAPER_VARIANTS, BurstParams, PaperLatency,  # noqa: E402
+                                          stream_draws)
+
+ROOT = Path(__file__).resolve().parents[1]
+FIT = ROOT / "results" / "latency" / "paper_5g_fit.json"
+# What the committed fit reaches against Table 1 (max over K_call 1..9), rounded up; docs/latency.md
+# explains why the brief's 2 points / 0.3 s are out of reach under the engine's rule on this shape.
+TABLE1_LCR_TOL, TABLE1_LHL_TOL = 5.5, 0.8
+
+
+def test_paper_5g_is_per_stream_seeded_and_has_the_paper_uplink():
+    long = toy_streams(toy_task(), 3, 300)
+    a = parse_latency("paper-5g:seed=4").latencies(long, None)
+    b = parse_latency("paper-5g:seed=4").latencies(long[2:], None)
+    assert np.array_equal(a["s2"], b["s2"])  # keyed by the stream id: --limit and sharding change nothing
+    c = parse_latency("paper-5g:seed=5").latencies(long, None)
+    assert not np.array_equal(a["s0"], c["s0"])
+    src = parse_latency("paper-5g")
+    assert src.seed == 0 and src.with_seed(7).spec == "paper-5g:seed=7"
+    assert isinstance(src.uplink, ConstantUplink) and src.uplink.mbps == 211.0
+    assert src.uplink.upload_s(211_000_000 // 8, 0.0) == pytest.approx(1.0)
+    d = src.describe()
+    assert d["uplink"] == {"kind": "constant", "mbps": 211.0} and d["median"] == PAPER_5G.median
+    # the draws are the documented ones: z, u, w from one generator per stream
+    z, u, w = stream_draws(4, "s1", 300)
+    assert np.allclose(a["s1"], PAPER_5G.transform(z[None], u[None], w[None])[0])
+    for bad in ("paper-5g:rho=1", "paper-5g:seed=x", "paper-5g-3img"):
+        with pytest.raises(ConfigError):
+            parse_latency(bad)
+
+
+def test_burst_process_has_the_stated_moments():
+    # a long stream checks the closed forms: median of the body, burst share, mean, lag-1 correlation
+    p = BurstParams(median=0.8, sigma=0.4, rho=0.7, burst_in=0.05, burst_stay=0.8, burst_factor=6.0, burst_sigma=0.5)
+    z, u, w = stream_draws(0, "long", 400_000)
+    L = p.transform(z[None], u[None], w[None])[0]
+    assert p.burst_share == pytest.approx(0.2)
+    assert L.mean() == pytest.approx(p.mean_s(), rel=0.03)
+    body = p.transform(z[None], np.ones((1, len(u))), w[None])[0]  # u = 1: never a burst
+    assert np.median(body) == pytest.approx(0.8, rel=0.02)
+    x = np.log(body)
+    assert np.corrcoef(x[:-1], x[1:])[0, 1] == pytest.approx(0.7, abs=0.02)
+    in_burst = L > body * 1.0001
+    assert in_burst.mean() == pytest.approx(0.2, abs=0.01)
+    with pytest.raises(ConfigError):
+        BurstParams(1.0, 0.5, 1.0, 0.1, 0.5, 2.0, 0.5)
+
+
+def test_paper_5g_is_correlated_and_heavy_tailed():
+    long = toy_streams(toy_task(), 1, 200_000)
+    L = parse_latency("paper-5g").latencies(long, None)["s0"]
+    x = np.log(L)
+    calm = (L[:-1] < 5) & (L[1:] < 5)  # outside the isolated stalls, neighbouring frames are alike (Fig. 4)
+    assert np.corrcoef(x[:-1][calm], x[1:][calm])[0, 1] > 0.9
+    assert 0.02 < np.mean(L > 5) < 0.1  # the stalls: a few percent of replies
+    assert L.mean() > 1.5 * np.median(L)  # heavy right tail: the mean sits far above the median
+    assert np.quantile(L, 0.99) > 5 * np.median(L)
+    assert L.mean() == pytest.approx(PAPER_5G.mean_s(), rel=0.05)
+
+
+def test_committed_fit_is_the_shipped_preset():
+    doc = json.loads(FIT.read_text())
+    assert doc["params"] == PAPER_5G.to_json()
+    assert not doc["quick"] and "note" not in doc
+    for v, info in doc["variants"].items():
+        assert PAPER_VARIANTS[v] == info["scale"]
+
+
+def test_paper_5g_reproduces_table1_within_the_documented_residuals():
+    """156 x 20 frames at 1 FPS, 5 seeds: the table of the committed fit, and its distance to Table 1.
+    The tolerances are what the fit reaches (docs/latency.md: the 2-point / 0.3 s target is out of
+    reach for any latency process under the engine's rule on this shape)."""
+    from edgevlm_eval.collab.planner import plan_table, synthetic_streams
+
+    doc = json.loads(FIT.read_text())
+    paper = json.loads((ROOT / "results" / "paper" / "table1_kcall_sweep.json").read_text())["entries"]
+    streams = synthetic_streams(156, 20, 1.0)
+    times = [[f.timestamp_s for f in s.frames] for s in streams]
+    src = parse_latency("paper-5g")
+    draws = []
+    for sd in range(5):
+        a = src.with_seed(sd).latencies(streams, None)
+        draws.append((sd, [a[s.id] for s in streams]))
+    rows = plan_table(times, draws, range(1, 10), 4, tau=1.0, delta=10.0)
+    for r, e, committed in zip(rows, paper, doc["table"]):
+        assert e["params"]["K_call"] == r.K_call == committed["K_call"]
+        assert 100 * r.lcr == pytest.approx(committed["lcr_percent"], abs=0.006)
+        assert r.lhl_s == pytest.approx(committed["lhl_s"], abs=0.0006)
+        assert abs(100 * r.lcr - e["lcr_percent"]) <= TABLE1_LCR_TOL
+        assert abs(r.lhl_s - e["lhl"]) <= TABLE1_LHL_TOL
+    # the in-time share the docs state
+    assert rows[0].in_time_share == pytest.approx(doc["table"][0]["in_time_share"], abs=1e-4)
+
+
+def test_variants_follow_their_basis():
+    doc = json.loads(FIT.read_text())
+    streams = toy_streams(toy_task(), 3000, 20)  # per-stream levels: many streams for a steady share
+
+    def share(spec):
+        a = parse_latency(spec).latencies(streams, None)
+        return float(np.mean(np.concatenate(list(a.values())) <= 1.0))
+
+    base, two, short = share("paper-5g"), share("paper-5g-2img"), share("paper-5g-short")
+    assert two < base < short
+    for v, s in (("paper-5g-2img", two), ("paper-5g-short", short)):
+        assert s == pytest.approx(doc["variants"][v]["inferred_in_time"]["point"], abs=0.03)
+    # a variant is the same process scaled: same draws, latencies in a fixed ratio
+    a = parse_latency("paper-5g-2img:seed=2").latencies(streams[:2], None)["s1"]
+    b = parse_latency("paper-5g:seed=2").latencies(streams[:2], None)["s1"]
+    assert np.allclose(a / b, PAPER_VARIANTS["paper-5g-2img"])

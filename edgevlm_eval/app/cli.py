@@ -24,6 +24,7 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("edgevlm_eval.app.leaderboard", "collect results JSONs into one table"),
     "plot": ("edgevlm_eval.app.plotting", "plot results (metric vs LCR, sweeps, latency)"),
     "compare": ("edgevlm_eval.app.compare", "paired bootstrap: is run A better than run B on the same frames"),
+    "plan": ("edgevlm_eval.app.plan", "the keyframe policy without a model: LCR and history lag per K_call"),
 }
 CORE_COMMANDS = {
     "run": "evaluate strategies on a task (the default command)",
