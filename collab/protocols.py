@@ -85,6 +85,23 @@ def make_plan(protocol: str, make: RunFactory, *, have_uplink: bool) -> Plan:
     return plan
 
 
+def all_strategies(make: RunFactory, target: Target | None) -> Plan:
+    """`--strategy all`: every built-in strategy with the user's knobs (tuned to `target` when it
+    has a call-ratio knob), then edgeVLM's ablation switches at its own keyframes."""
+    from .strategies import BUILTIN
+
+    plan = Plan("strategies")
+    for name in BUILTIN:
+        run = make(name)
+        t = target if run.cls.lcr_knob is not None else None
+        if target is not None and t is None:
+            plan.notes.append(f"{run.run_id} has no call-ratio knob; run as is")
+        plan.items.append(PlanItem(run, t, "", run.run_id))
+    ev = next(it for it in plan.items if it.spec.strategy == "edgevlm")
+    plan.items.extend(ablation_switches(ev.spec, ev.target))
+    return plan
+
+
 def ablation_switches(edgevlm: Run, target: Target | None) -> list[PlanItem]:
     """`--strategy all` also runs edgeVLM's ablation switches at its own keyframes (Table 5's
     ladder without the all-frames upload, named as there: `edgevlm+CRM` is CRM alone,

@@ -210,6 +210,15 @@ def entry_summary(entry: ModelEntry) -> dict:
                 "description": entry.description, "source": entry.source, "error": str(e)}
 
 
+def missing_key(entry: ModelEntry) -> str | None:
+    """The name of the environment variable an entry needs and that is not set (None: nothing
+    missing), so that a run stops before any conversion or request."""
+    env = entry.options.get("api_key_env")
+    if entry.options.get("require_key") and env and not os.environ.get(env):
+        return str(env)
+    return None
+
+
 def usage_cost(price: Price | ModelEntry | None, prompt_tokens: int | None, completion_tokens: int | None
                ) -> float | None:
     """USD for summed token usage at an entry's price; None when the entry states no price."""

@@ -28,6 +28,7 @@ from .svlm_only import SVLMOnly
 BUILTIN: dict[str, type[Strategy]] = {c.name: c for c in (SVLMOnly, LVLMOnly, DistributedVLM, Parallel, LAECIPS,
                                                           ADAS, EdgeVLM)}
 ENTRY_POINT_GROUP = "edgevlm_eval.strategies"
+DEFAULT = "edgevlm"  # the main command's strategy when none is given: the paper's method
 
 
 def _entry_points() -> dict:

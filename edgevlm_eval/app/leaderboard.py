@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgevlm_eval import __version__
+from edgevlm_eval.collab.strategies import BUILTIN
 from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
 from edgevlm_eval.core.metrics import METRICS, metric_label, metric_order
 from edgevlm_eval.core.records import RESULTS_FORMAT_PREFIX, load_json, parse_results, read_results
@@ -239,14 +240,10 @@ def rows_from_paper(doc: dict, path: Path) -> list[Row]:
             bits.append(f"LCR band {e['lcr_band']}")
         if params:
             bits.append(describe_params(params) + (" (inferred)" if e.get("params_note") else ""))
-        variant = ""
         if e.get("modules"):
             bits.append("all frames uploaded")
-            mods = e["modules"]
-            if e["strategy"] != "parallel" and not all(mods.values()):
-                variant = "+".join(k.upper() for k, on in mods.items() if on)
-            params.update({k: bool(v) for k, v in mods.items()})
-        label, colour, reference = _paper_label(e["strategy"])
+            params.update({k: bool(v) for k, v in e["modules"].items()})
+        label, colour, reference, variant = _paper_label(e["strategy"], params)
         rows.append(Row(
             label=label, colour=colour, reference=reference,
             task=e["task"], svlm=pairing.get("svlm", "?"), lvlm=pairing.get("lvlm", "?"), strategy=e["strategy"],
@@ -313,12 +310,18 @@ def _trace_model(trace: dict, results_file: Path) -> str | None:
     return None
 
 
-def _paper_label(strategy: str) -> tuple[str, str | None, bool]:
-    """(label, colour, reference) of a strategy named in a paper file, from its class when built in."""
-    from edgevlm_eval.collab.strategies import BUILTIN
-
+def _paper_label(strategy: str, params: dict) -> tuple[str, str | None, bool, str]:
+    """(label, colour, reference, variant) of a strategy named in a paper file, from its class when
+    built in (the variant from the modules the entry switches, as the class names them)."""
     cls = BUILTIN.get(strategy)
-    return (cls.display_label(), cls.colour, cls.reference) if cls else (strategy, None, False)
+    if cls is None:
+        return strategy, None, False, ""
+    known = {k: v for k, v in params.items() if k in cls.Knobs.names()}
+    try:
+        variant = cls.variant(cls.Knobs.from_mapping(known))
+    except EdgeVLMError:
+        variant = ""
+    return cls.display_label(), cls.colour, cls.reference, variant
 
 
 def rows_from_results(doc: dict, path: Path, *, notes: list[str] | None = None) -> list[Row]:

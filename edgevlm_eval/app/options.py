@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from edgevlm_eval.collab.strategies import DEFAULT as DEFAULT_STRATEGY
 from edgevlm_eval.core.errors import ConfigError, nearest
 
 ALL = "all"
@@ -400,7 +401,7 @@ class RunConfig:
     quiet: bool = False
     verbose: bool = False
     # the engine: values of ENGINE_OPTIONS (knob flags in `knobs`)
-    strategies: tuple[StrategyRequest, ...] = (StrategyRequest("edgevlm"),)
+    strategies: tuple[StrategyRequest, ...] = (StrategyRequest(DEFAULT_STRATEGY),)
     all_strategies: bool = False
     knobs: tuple[tuple[str, Any], ...] = ()  # knob -> value for every strategy that has the knob
     protocol: str | None = None
@@ -512,7 +513,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             knobs[o.knob] = v
         elif dest != "strategy":
             kw[dest] = v
-    strategies, all_strat = (StrategyRequest("edgevlm"),), False
+    strategies, all_strat = (StrategyRequest(DEFAULT_STRATEGY),), False
     if "strategy" in values:
         reqs = []
         for item in values["strategy"]:

@@ -26,7 +26,7 @@ from edgevlm_eval.collab.search import search
 from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done
 from edgevlm_eval.collab.strategies import BUILTIN
 from edgevlm_eval.collab.strategy import Run, SvlmResult
-from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.errors import ConfigError, EdgeVLMError
 from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.types import Stream
 from edgevlm_eval.tasks import load_task
@@ -123,7 +123,7 @@ def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
     caller holds the streams (no dataset root to check)."""
-    from edgevlm_eval.model_adapters.registry import resolve, set_models_path
+    from edgevlm_eval.model_adapters.registry import missing_key, resolve, set_models_path
 
     if cfg.models_dir:
         set_models_path(cfg.models_dir)  # user models.yaml entries, before any spec is resolved
@@ -132,8 +132,12 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
         if not cfg.rescore:
             task.resolve_root(cfg.data_root)  # a missing dataset folder, named, before anything else
     svlm_entry = resolve(cfg.svlm) if cfg.svlm else None  # unknown names fail here, listing the known ones
-    if cfg.lvlm:
-        resolve(cfg.lvlm)
+    lvlm_entry = resolve(cfg.lvlm) if cfg.lvlm else None
+    for role, entry in (("--svlm", svlm_entry), ("--lvlm", lvlm_entry)):
+        env = missing_key(entry) if entry is not None else None
+        if env:
+            raise ConfigError(f"model {entry.name!r} needs an API key: set the environment variable {env} "
+                              "(keys are read from the environment only, never from files or flags)", key=role)
     source = parse_latency(cfg.latency)
     uplink = parse_uplink(cfg.uplink) if cfg.uplink else getattr(source, "uplink", None)
     logprobs = svlm_entry.capabilities.logprobs if svlm_entry is not None else None
@@ -202,6 +206,24 @@ def _scores(run: Run, lines, sim_cfg) -> list:
             if ln.svlm is not None else None for ln in lines]
 
 
+def _usage(trace, streams: Sequence[Stream]) -> dict:
+    """Token usage the API reported for the replayed frames, summed, and its cost when the LVLM's
+    registry entry states prices."""
+    from edgevlm_eval.model_adapters.registry import resolve, usage_cost
+
+    recs = [trace.records[(s.id, f.index)] for s in streams for f in s.frames if (s.id, f.index) in trace.records]
+    p = sum(r.prompt_tokens or 0 for r in recs)
+    c = sum(r.completion_tokens or 0 for r in recs)
+    reported = sum(1 for r in recs if r.prompt_tokens is not None or r.completion_tokens is not None)
+    cost = None
+    if reported:
+        try:
+            cost = usage_cost(resolve(trace.model), p, c)
+        except EdgeVLMError:  # a trace from a model this registry does not know: no price
+            cost = None
+    return {"frames_reporting": reported, "prompt_tokens": p, "completion_tokens": c, "cost_usd": cost}
+
+
 def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -> dict:
     """Tune, replay and log every run; returns results.json's document."""
     cfg, task, folder, sim_cfg = ck.cfg, ck.task, ck.folder, ck.sim
@@ -215,6 +237,7 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -
                                  "by_kind": trace_info.failed_by_kind},
                       **({k: trace.header.get(k) for k in ("model_info", "created", "task_version",
                                                           "toolkit_version", "latency_measurement")})}
+        trace_meta["usage"] = _usage(trace, streams)
         if trace_info.stats is not None:
             s = trace_info.stats
             trace_meta["recorded_now"] = {"asked": s.asked, "failed": s.failed, "re_asked": s.dropped,
