@@ -43,7 +43,7 @@ def summarise_run(ls: list[dict], task: TaskConfig) -> dict:
     lags = [ln["lag"] for ln in ls if ln.get("lag") is not None]
     scored = [Scored(tuple(ln["truth"]), tuple(ln["pred"]) if ln["pred"] is not None else None)
               for ln in ls if ln["scored"]]
-    metrics = compute(scored, task.label_space, task.metrics)
+    metrics = compute(scored, task.label_space, task.metrics, macro_f1_label_set=task.macro_f1_label_set)
     sources = Counter(ln["output"] for ln in ls)
     reasons = Counter(ln["invalid"] for ln in ls if ln["output"] == "invalid")
     reasons_scored = Counter(ln["invalid"] for ln in ls if ln["output"] == "invalid" and ln["scored"])
