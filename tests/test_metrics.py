@@ -188,3 +188,30 @@ def test_task_key_validation_names_file_key_and_values(tmp_path):
         load_task_file(_task(tmp_path, "macro_f1_label_set: [gt]\n"))
     with pytest.raises(ConfigError, match="macro_f1_label_set.*only a multi-label task"):
         load_task_file(_task(tmp_path, "macro_f1_label_set: gt\n", multi="false", metrics="[accuracy]"))
+
+
+def test_the_task_key_reaches_results_and_intervals():
+    import dataclasses
+
+    from edgevlm_eval.collab.accounting import summarise_run
+    from edgevlm_eval.collab.testing import toy_task
+    from edgevlm_eval.core.bootstrap import bootstrap_metrics
+
+    base = toy_task()
+    assert base.label_space.multi_label and "macro_f1" in base.metrics
+    # truth car on every frame; the predictions add a truck that is never there
+    lines = [{"run": "r", "stream": f"s{i % 2}", "frame": i, "scored": True, "truth": ["car"],
+              "upload": False, "why": "k_call", "in_time": None, "pred": ["car", "truck"], "output": "svlm",
+              "invalid": None, "lag": None, "svlm": {"e_s": 0.1, "unmapped": []}, "lvlm": None, "vfm": None,
+              "engine_s": 0.001, "svlm_s": 0.01} for i in range(4)]
+    got = {}
+    for label_set in ("gt", "union"):
+        task = dataclasses.replace(base, macro_f1_label_set=label_set)
+        m = summarise_run([dict(ln) for ln in lines], task)["metrics"]
+        got[label_set] = m["macro_f1"]
+        assert m["macro_f1_label_set"] == label_set
+    assert got == {"gt": 1.0, "union": 0.5}  # car F1 1; the hallucinated truck F1 0
+    streams = {"s0": [Scored(("car",), ("car", "truck"))] * 2, "s1": [Scored(("car",), ("car", "truck"))] * 2}
+    for label_set, want in got.items():
+        iv = bootstrap_metrics(streams, base.label_space, ["macro_f1"], n=20, macro_f1_label_set=label_set)
+        assert iv["macro_f1"].value == want and iv["macro_f1"].lo == want == iv["macro_f1"].hi
