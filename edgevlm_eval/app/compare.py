@@ -65,8 +65,10 @@ def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None
         raise EdgeVLMError(f"compare two different runs (got {a} twice)")
     space = LabelSpace(names=list(info["labels"]), multi_label=bool(info.get("multi_label", True)))
     try:
+        runs = doc.tasks[task].runs if task in doc.tasks else {}
+        label_set = next((runs[r].metrics.get("macro_f1_label_set") for r in (a, b) if r in runs), None)
         diffs = bootstrap_difference(per_stream_items(lines, a), per_stream_items(lines, b), space,
-                                     info["metrics"], n=n, level=level, seed=seed)
+                                     info["metrics"], n=n, level=level, seed=seed, macro_f1_label_set=label_set)
     except ValueError as e:
         raise EdgeVLMError(f"{folder}: {e}") from None
     n_streams = next(iter(diffs.values())).diff.n_streams if diffs else 0

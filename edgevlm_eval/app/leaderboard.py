@@ -418,7 +418,9 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
                              "its provenance) to bootstrap from")
             continue
         space = LabelSpace(names=list(labels), multi_label=bool(doc_task.get("multi_label", True)))
-        iv = bootstrap_run(lines, r.origin, space, metrics, n=n, level=level, seed=seed)
+        label_set = (docs[r.file].tasks[r.task].runs[r.origin].metrics.get("macro_f1_label_set")
+                     if r.task in docs[r.file].tasks and r.origin in docs[r.file].tasks[r.task].runs else None)
+        iv = bootstrap_run(lines, r.origin, space, metrics, n=n, level=level, seed=seed, macro_f1_label_set=label_set)
         r.ci = {m: (iv[m].lo, iv[m].hi) for m in [*metrics, "lcr"] if m in iv}
         r.ci_level = level
         done += 1

@@ -248,6 +248,10 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
            "frames than --max-failed (the run still exits non-zero)", switch="true"),
     Option("max_failed", ("--max-failed",), fraction, 0.05, "largest share of failed LVLM frames a trace may "
            "have to be scored", "F"),
+    Option("macro_f1_labels", ("--macro-f1-labels",), lambda v, k: choice("gt", "union", "all")(v, k), None,
+           "the labels Macro-F1 averages over: gt (present in the ground truth), union (ground truth or "
+           "predicted: a hallucinated class costs), all (the task's whole label space) (default: the task's "
+           "macro_f1_label_set, union unless it says)", "SET"),
     Option("concurrency", ("--concurrency",), positive_int, 4, "parallel requests when recording with an "
            "adapter that does not batch", "N"),
     Option("record_batch_size", ("--record-batch-size",), positive_int, 8, "LVLM requests per call when "
@@ -426,6 +430,7 @@ class RunConfig:
     keep_failed: bool = False
     allow_failed_trace: bool = False
     max_failed: float = 0.05
+    macro_f1_labels: str | None = None
     concurrency: int = 4
     record_batch_size: int = 8
     engine_config: str | None = None

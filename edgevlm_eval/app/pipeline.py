@@ -196,7 +196,8 @@ def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict
             "runs": [{"spec": it.spec.to_json(), "group": it.group, "label": it.label,
                       "target": it.target.label() if it.target else None, "display": it.spec.display()}
                      for it in items],
-            "search": searches, "probe_added": probe_added}
+            "search": searches, "probe_added": probe_added,
+            "metric_options": {"macro_f1_label_set": cfg.macro_f1_labels or ck.task.macro_f1_label_set}}
 
 
 def _scores(run: Run, lines, sim_cfg) -> list:

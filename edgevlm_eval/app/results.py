@@ -178,6 +178,8 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
     lines = folder.lines()
     check_unique(lines, str(folder.path))
     opts = dict(metric_options if metric_options is not None else meta.get("metric_options") or {})
+    opts = {k: v for k, v in opts.items() if v is not None}
+    opts.setdefault("macro_f1_label_set", task.macro_f1_label_set)  # the task's convention unless the run said
     summaries = summarise(lines, task, **opts)
     meta_runs = {r["spec"]["run"]: r for r in meta["runs"]}
     runs = {rid: summaries[rid] for rid in meta_runs if rid in summaries}
@@ -209,8 +211,7 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
     prov["config_hash"] = meta["config_hash"]
     if meta.get("edge_latency"):
         prov["edge_latency"] = meta["edge_latency"]
-    if opts:
-        prov["metric_options"] = opts
+    prov["metric_options"] = opts
     notes = [*meta.get("notes", []), *off_target]
     if notes:
         prov["notes"] = notes

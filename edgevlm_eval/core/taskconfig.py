@@ -17,7 +17,7 @@ import yaml
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
 from edgevlm_eval.core.labels import LabelSpace
-from edgevlm_eval.core.metrics import KNOWN_METRICS
+from edgevlm_eval.core.metrics import DEFAULT_MACRO_F1_LABEL_SET, KNOWN_METRICS, MACRO_F1_LABEL_SETS
 
 # key -> (type(s), required). Nested mappings are checked by their own tables below.
 _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -37,6 +37,7 @@ _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "empty_answer": ((str,), False),
     "metrics": ((list,), True),
     "primary_metric": ((str,), False),
+    "macro_f1_label_set": ((str,), False),
     "tags": ((list,), False),
 }
 _DATASET_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -73,6 +74,9 @@ class TaskConfig:
     description: str = ""
     version: str = "1"
     primary_metric: str | None = None
+    # The labels Macro-F1 averages over: gt | union | all (core/metrics.py, docs/results.md);
+    # pass it to metrics.compute(..., macro_f1_label_set=...).
+    macro_f1_label_set: str = DEFAULT_MACRO_F1_LABEL_SET
     score_none: bool = False
     tags: list[str] = field(default_factory=list)
     source: str = ""  # the YAML file it came from
@@ -263,6 +267,13 @@ def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
         raise ConfigError(
             f"metrics {metrics} do not fit a {'multi' if space.multi_label else 'single'}-label task "
             "(multi-label: micro_f1, macro_f1, exact_match; single-label: accuracy)", path=source, key="metrics")
+    label_set = data.get("macro_f1_label_set", DEFAULT_MACRO_F1_LABEL_SET)
+    if label_set not in MACRO_F1_LABEL_SETS:
+        raise ConfigError(f"expected one of {', '.join(MACRO_F1_LABEL_SETS)} (the labels Macro-F1 averages over), "
+                          f"got {label_set!r}", path=source, key="macro_f1_label_set")
+    if "macro_f1_label_set" in data and not space.multi_label:
+        raise ConfigError("only a multi-label task has a Macro-F1; remove the key", path=source,
+                          key="macro_f1_label_set")
     primary = data.get("primary_metric", metrics[0])
     if primary not in metrics:
         raise ConfigError(f"'{primary}' is not one of the task's metrics {metrics}", path=source, key="primary_metric")
@@ -282,6 +293,7 @@ def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
         description=data.get("description", ""),
         version=str(data.get("version", "1")),
         primary_metric=primary,
+        macro_f1_label_set=label_set,
         score_none=bool(data["label_space"].get("score_none", False)),
         tags=[str(t) for t in data.get("tags", [])],
         source=source,
