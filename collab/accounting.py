@@ -11,9 +11,9 @@ from collections import Counter
 from statistics import median
 from typing import Iterable, Sequence
 
-from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.metrics import Scored, compute
 from edgevlm_eval.core.records import FrameLine
+from edgevlm_eval.core.taskconfig import TaskConfig
 
 TOP_UNMAPPED = 10
 

@@ -15,6 +15,7 @@ from typing import Callable
 from edgevlm_eval.core.errors import UnknownNameError
 
 from .search import Target
+from .strategies import BUILTIN
 from .strategy import INF, Run
 
 PROTOCOLS = ("main", "ablation", "call-sweep", "delay")
@@ -88,7 +89,6 @@ def make_plan(protocol: str, make: RunFactory, *, have_uplink: bool) -> Plan:
 def all_strategies(make: RunFactory, target: Target | None) -> Plan:
     """`--strategy all`: every built-in strategy with the user's knobs (tuned to `target` when it
     has a call-ratio knob), then edgeVLM's ablation switches at its own keyframes."""
-    from .strategies import BUILTIN
 
     plan = Plan("strategies")
     for name in BUILTIN:

@@ -40,7 +40,11 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from edgevlm_eval.core.errors import ConfigError
-from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding, qwen_resized_size
+from edgevlm_eval.core.grounding import (
+    grounding_prompt,
+    parse_grounding,
+    qwen_resized_size,
+)
 from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Reply, Request
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
-from edgevlm_eval.core.taskconfig import TaskConfig, load_task_file
 from edgevlm_eval.core.errors import ConfigError, DatasetError, UnknownNameError
+from edgevlm_eval.core.taskconfig import TaskConfig, load_task_file
 from edgevlm_eval.core.types import Box, Frame, Stream
 
 TASKS_DIR = Path(__file__).resolve().parent

@@ -17,10 +17,12 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
+from edgevlm_eval.tasks import ConvertContext, get_converter
+
 from edgevlm_eval import __version__
-from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.errors import DatasetError
 from edgevlm_eval.core.io import atomic_write_text
+from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.types import Frame, Stream
 
 FORMAT = "edgevlm-eval.streams/1"
@@ -116,7 +118,6 @@ def load_streams(task: TaskConfig, data_root: str | None = None, *, use_cache: b
                  progress: Callable[[int], None] | None = None) -> tuple[list[Stream], dict]:
     """Convert the task's dataset (or read it from the cache). Returns (streams, info), where
     info says whether the cache was hit and where the cached file is."""
-    from edgevlm_eval.tasks import ConvertContext, get_converter
 
     converter = get_converter(task.converter)
     options = converter.resolved_options(task)

@@ -17,7 +17,6 @@ import pytest
 from edgevlm_eval.app import cli
 
 KEY = "sk-test-very-secret-0123456789"
-SEL = ["--limit", "2", "--max-frames", "4"]  # 8 demo frames
 
 
 class FakeOpenAI:
@@ -92,8 +91,11 @@ def _lvlm(url: str, **opts) -> str:
 
 def _run(tmp_path, url, *extra, **opts):
     out = tmp_path / "runs"
-    return cli.main(["--task", "demo", "--lvlm", _lvlm(url, **opts), "--strategy", "lvlm_only", "--output-dir",
-                     str(out), "--no-plots", *SEL, *extra]), out
+    task = tmp_path / "demo-small.yaml"  # a 2 x 4 demo world: generated in a moment
+    if not task.exists():
+        task.write_text("name: demo\ninclude: demo\nconverter_options: {n_streams: 2, frames_per_stream: 4}\n")
+    return cli.main(["--task", str(task), "--lvlm", _lvlm(url, **opts), "--strategy", "lvlm_only", "--output-dir",
+                     str(out), "--no-plots", *extra]), out
 
 
 def _no_key_anywhere(folder: Path):

@@ -12,8 +12,17 @@ import pytest
 
 from edgevlm_eval.app import cli
 
-TINY = ["--task", "demo", "--svlm", "tiny-qwen2.5-vl", "--lvlm", "tiny-qwen2.5-vl", "--limit", "2", "--max-frames",
+TINY = ["--task", "demo-small", "--svlm", "tiny-qwen2.5-vl", "--lvlm", "tiny-qwen2.5-vl", "--limit", "2", "--max-frames",
         "3", "--no-plots"]
+
+
+@pytest.fixture(autouse=True)
+def small_demo(tmp_path_factory, monkeypatch):
+    """`--task demo-small`: the demo world at 2 x 3 frames (generated in a moment, not 32 x 20)."""
+    d = tmp_path_factory.mktemp("tasks")
+    (d / "demo-small.yaml").write_text("name: demo-small\ninclude: demo\n"
+                                       "converter_options: {n_streams: 2, frames_per_stream: 3}\n")
+    monkeypatch.setenv("EDGEVLM_TASKS_PATH", str(d))
 
 
 @pytest.fixture
@@ -77,15 +86,15 @@ def test_two_pairings_never_collide(tmp_path):
     b = [x if x != "tiny-qwen2.5-vl" or i != TINY.index("--svlm") + 1 else "tiny-vlm-r1" for i, x in enumerate(a)]
     assert b[TINY.index("--svlm") + 1] == "tiny-vlm-r1"
     assert cli.main(a) == 0 and cli.main(b) == 0
-    first = tmp_path / "runs" / "demo" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl" / "svlm_only" / "results.json"
-    second = tmp_path / "runs" / "demo" / "tiny-vlm-r1__tiny-qwen2.5-vl" / "svlm_only" / "results.json"
+    first = tmp_path / "runs" / "demo-small" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl" / "svlm_only" / "results.json"
+    second = tmp_path / "runs" / "demo-small" / "tiny-vlm-r1__tiny-qwen2.5-vl" / "svlm_only" / "results.json"
     assert first.is_file() and second.is_file()
     before = first.read_bytes()
     assert cli.main([*b, "--overwrite"]) == 0  # overwriting one pairing leaves the other alone
     assert first.read_bytes() == before
     lb = tmp_path / "lb.json"
     assert cli.main(["leaderboard", out, "--json", str(lb), "--quiet"]) == 0
-    rows = json.loads(lb.read_text())["tasks"]["demo"]["groups"][0]["rows"]
+    rows = json.loads(lb.read_text())["tasks"]["demo-small"]["groups"][0]["rows"]
     assert {r["svlm"] for r in rows} == {"tiny-qwen2.5-vl", "tiny-vlm-r1"}
 
 
@@ -93,9 +102,9 @@ def test_progress_off_a_terminal_and_quiet(tmp_path, capsys):
     out = str(tmp_path / "runs")
     assert cli.main([*TINY, "--strategy", "svlm_only,edgevlm", "--output-dir", out]) == 0
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.startswith("demo: svlm_only+edgevlm: ")]
+    lines = [ln for ln in err.splitlines() if ln.startswith("demo-small: svlm_only+edgevlm: ")]
     assert lines and "/12 (" in lines[0] and "frames/s" in lines[0] and "done in" in lines[-1]
-    assert any("recording demo with tiny-qwen2.5-vl" in ln for ln in err.splitlines())
+    assert any("recording demo-small with tiny-qwen2.5-vl" in ln for ln in err.splitlines())
     assert cli.main([*TINY, "--strategy", "svlm_only", "--output-dir", out, "--quiet", "--run-name", "q"]) == 0
     assert "frames/s" not in capsys.readouterr().err
 
@@ -121,8 +130,8 @@ def test_scores_do_not_depend_on_machine_load(tmp_path):
         stop.set()
         for p in burners:
             p.join()
-    folder = tmp_path / "runs" / "demo" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl"
-    strip = lambda d: {rid: {k: v for k, v in r.items() if k != "timing"} for rid, r in d["tasks"]["demo"]["runs"].items()}
+    folder = tmp_path / "runs" / "demo-small" / "tiny-qwen2.5-vl__tiny-qwen2.5-vl"
+    strip = lambda d: {rid: {k: v for k, v in r.items() if k != "timing"} for rid, r in d["tasks"]["demo-small"]["runs"].items()}
     idle, loaded = (json.loads((folder / n / "results.json").read_text()) for n in ("idle", "loaded"))
     assert strip(idle) == strip(loaded)
     assert idle["provenance"]["edge_latency"]["spec"] == "declared"

@@ -9,14 +9,10 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
-
 from edgevlm_eval.core.errors import ConfigError, UnknownNameError
+from edgevlm_eval.core.plugins import load_attr
 
-from ..strategy import Strategy
+from ..strategy import Run, Strategy
 from .adas import ADAS
 from .distributed_vlm import DistributedVLM
 from .edgevlm import EdgeVLM
@@ -52,42 +48,13 @@ def _check_class(obj, ref: str) -> type[Strategy]:
     return obj
 
 
-def _load_file(path: Path, ref: str):
-    if not path.is_file():
-        raise ConfigError(f"strategy {ref!r}: file not found", path=str(path), key="--strategy")
-    mod_name = f"edgevlm_user_strategy_{abs(hash(str(path.resolve())))}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[mod_name]
-        raise ConfigError(f"strategy {ref!r}: importing {path} failed: {type(e).__name__}: {e}",
-                          key="--strategy") from None
-    return module
-
-
 def resolve_strategy(ref: str) -> type[Strategy]:
     """The Strategy class a reference names (module docstring)."""
     ref = ref.strip()
     if ref in BUILTIN:
         return BUILTIN[ref]
     if ":" in ref:
-        where, _, cls_name = ref.rpartition(":")
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            module = _load_file(Path(where).expanduser(), ref)
-        else:
-            try:
-                module = importlib.import_module(where)
-            except ImportError as e:
-                raise ConfigError(f"strategy {ref!r}: cannot import module {where!r} ({e})", key="--strategy") from None
-        obj = getattr(module, cls_name, None)
-        if obj is None:
-            raise ConfigError(f"strategy {ref!r}: module {where!r} has no {cls_name!r}", key="--strategy")
-        return _check_class(obj, ref)
+        return _check_class(load_attr(ref, what="strategy", key="--strategy"), ref)
     eps = _entry_points()
     if ref in eps:
         try:
@@ -105,7 +72,6 @@ __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "resolve_strategy", "run_of", "SVLMOn
 
 def run_of(strategy, *, name: str | None = None, latency: str | None = None, **knobs) -> "Run":
     """A Run of a strategy (a reference or a class) with knob values: `run_of("edgevlm", K_call=2)`."""
-    from ..strategy import Run
 
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     return Run(cls, cls.Knobs.from_mapping(knobs, f"strategy {cls.name}: "), name=name, latency=latency)

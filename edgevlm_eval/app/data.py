@@ -25,6 +25,12 @@ def load_task_and_streams(task_ref: str, *, tasks_dir=(), data_root=None, no_cac
     return task, streams, info
 
 
+def load_from_args(args) -> tuple:
+    """(task, streams, info) for a command's --task/--data-root/--tasks-dir/--no-cache/--limit/--max-frames."""
+    return load_task_and_streams(args.task, tasks_dir=args.tasks_dir, data_root=args.data_root, no_cache=args.no_cache,
+                                 limit=getattr(args, "limit", None), max_frames=getattr(args, "max_frames", None))
+
+
 def summary_line(task, streams) -> str:
     n = sum(len(s) for s in streams)
     per = [len(f.labels) for s in streams for f in s.frames if f.scored]

@@ -19,8 +19,13 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
+from edgevlm_eval.collab.edge import parse_edge_latency
+from edgevlm_eval.collab.latency import parse_latency, parse_uplink
+from edgevlm_eval.collab.protocols import PROTOCOLS
+from edgevlm_eval.collab.search import parse_target
+from edgevlm_eval.collab.strategies import BUILTIN
 from edgevlm_eval.collab.strategies import DEFAULT as DEFAULT_STRATEGY
 from edgevlm_eval.core.errors import ConfigError, nearest
 
@@ -134,7 +139,6 @@ def choice(*values):
 
 
 def latency_spec(v, key):
-    from edgevlm_eval.collab.latency import parse_latency
 
     s = text(v, key)
     parse_latency(s)  # unknown kinds, bad numbers, missing files: here, before anything runs
@@ -142,7 +146,6 @@ def latency_spec(v, key):
 
 
 def uplink_spec(v, key):
-    from edgevlm_eval.collab.latency import parse_uplink
 
     s = text(v, key)
     parse_uplink(s)
@@ -150,7 +153,6 @@ def uplink_spec(v, key):
 
 
 def edge_spec(v, key):
-    from edgevlm_eval.collab.edge import parse_edge_latency
 
     s = text(v, key).strip()
     if s != "declared":
@@ -159,7 +161,6 @@ def edge_spec(v, key):
 
 
 def target_spec(v, key):
-    from edgevlm_eval.collab.search import parse_target
 
     s = text(v, key)
     parse_target(s)
@@ -196,7 +197,6 @@ class Option:
 
 
 def _protocols():
-    from edgevlm_eval.collab.protocols import PROTOCOLS
 
     return PROTOCOLS
 
@@ -295,7 +295,6 @@ KNOB_OPTIONS = {o.dest: o for o in ENGINE_OPTIONS if o.knob}
 def _knob_help(knob: str) -> str:
     """' (edgevlm, parallel; default 3)': which built-in strategies have the knob, and its default
     there (the strategies' Knobs classes are the one home of knob defaults)."""
-    from edgevlm_eval.collab.strategies import BUILTIN
 
     has = [(name, cls.Knobs().to_json()[knob]) for name, cls in BUILTIN.items() if knob in cls.Knobs.names()]
     defaults = sorted({str(v) for _, v in has})

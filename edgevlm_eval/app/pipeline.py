@@ -29,10 +29,15 @@ from edgevlm_eval.collab.strategy import Run, SvlmResult
 from edgevlm_eval.core.errors import ConfigError, EdgeVLMError
 from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.types import Stream
+from edgevlm_eval.model_adapters import registry  # attribute access: one place to stub it in tests
 from edgevlm_eval.tasks import load_task
 
-from .options import RunConfig
+from .console import console
+from .data import load_task_and_streams, summary_line
+from .options import RunConfig, build_config
+from .plotting import plot_results
 from .progress import Progress
+from .record import ensure_trace
 from .results import portable_paths, print_report, redact, results_from_folder
 from .runfolder import RunFolder, config_hash
 from .runs import RunPlan, build_runs
@@ -71,7 +76,6 @@ def shard(streams: Sequence[Stream], rank: int, world: int) -> list[Stream]:
 
 def load_svlm(spec: str, world: int = 1):
     """The SVLM adapter; when sharded over several GPUs, one model per process on its own GPU."""
-    from edgevlm_eval.model_adapters.registry import load_adapter
 
     if world > 1:
         try:
@@ -79,12 +83,12 @@ def load_svlm(spec: str, world: int = 1):
 
             if torch.cuda.is_available():
                 try:
-                    return load_adapter(spec, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", device_map=None)
+                    return registry.load_adapter(spec, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", device_map=None)
                 except ConfigError:
                     pass  # an adapter without device options (HTTP models)
         except ImportError:
             pass
-    return load_adapter(spec)
+    return registry.load_adapter(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,18 +127,17 @@ def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
     caller holds the streams (no dataset root to check)."""
-    from edgevlm_eval.model_adapters.registry import missing_key, resolve, set_models_path
 
     if cfg.models_dir:
-        set_models_path(cfg.models_dir)  # user models.yaml entries, before any spec is resolved
+        registry.set_models_path(cfg.models_dir)  # user models.yaml entries, before any spec is resolved
     if task is None:
         task = load_task(cfg.task, list(cfg.tasks_dir))
         if not cfg.rescore:
             task.resolve_root(cfg.data_root)  # a missing dataset folder, named, before anything else
-    svlm_entry = resolve(cfg.svlm) if cfg.svlm else None  # unknown names fail here, listing the known ones
-    lvlm_entry = resolve(cfg.lvlm) if cfg.lvlm else None
+    svlm_entry = registry.resolve(cfg.svlm) if cfg.svlm else None  # unknown names fail here, listing the known ones
+    lvlm_entry = registry.resolve(cfg.lvlm) if cfg.lvlm else None
     for role, entry in (("--svlm", svlm_entry), ("--lvlm", lvlm_entry)):
-        env = missing_key(entry) if entry is not None else None
+        env = registry.missing_key(entry) if entry is not None else None
         if env:
             raise ConfigError(f"model {entry.name!r} needs an API key: set the environment variable {env} "
                               "(keys are read from the environment only, never from files or flags)", key=role)
@@ -210,7 +213,6 @@ def _scores(run: Run, lines, sim_cfg) -> list:
 def _usage(trace, streams: Sequence[Stream]) -> dict:
     """Token usage the API reported for the replayed frames, summed, and its cost when the LVLM's
     registry entry states prices."""
-    from edgevlm_eval.model_adapters.registry import resolve, usage_cost
 
     recs = [trace.records[(s.id, f.index)] for s in streams for f in s.frames if (s.id, f.index) in trace.records]
     p = sum(r.prompt_tokens or 0 for r in recs)
@@ -219,7 +221,7 @@ def _usage(trace, streams: Sequence[Stream]) -> dict:
     cost = None
     if reported:
         try:
-            cost = usage_cost(resolve(trace.model), p, c)
+            cost = registry.usage_cost(registry.resolve(trace.model), p, c)
         except EdgeVLMError:  # a trace from a model this registry does not know: no price
             cost = None
     return {"frames_reporting": reported, "prompt_tokens": p, "completion_tokens": c, "cost_usd": cost}
@@ -340,8 +342,6 @@ def exit_code(doc: dict) -> int:
 def plot(folder: RunFolder) -> None:
     """The figures the run's results support; a plot that fails never loses the results."""
     try:
-        from .plotting import plot_results
-
         files = plot_results([folder.results_json], folder.plots, formats=("png",), include_paper=False)
     except Exception as e:  # noqa: BLE001 - plotting must not lose a finished run
         log.warning("plots: not written (%s: %s)", type(e).__name__, e)
@@ -354,9 +354,6 @@ def main(cfg: RunConfig, *, task: TaskConfig | None = None, streams: list[Stream
          stream_info: dict | None = None) -> int:
     """The main command. `task`/`streams` (with `stream_info`) let a caller that already holds the
     streams (a library user, the tests) skip loading and converting them."""
-    from .console import console
-    from .data import load_task_and_streams, summary_line
-    from .record import ensure_trace
 
     ck = check(cfg, task)
     if cfg.rescore:
@@ -397,3 +394,18 @@ def rescore_folder(path, task_ref: str, tasks_dir=()) -> int:
     print_report(doc, task)
     print(f"results: {folder.results_json} (re-scored from the per-frame log)")
     return exit_code(doc)
+
+
+def cli_main(args) -> int:
+    """The main command from parsed arguments (edgevlm_eval.app.cli)."""
+    return main(build_config(args))
+
+
+def rescore_arguments(p) -> None:
+    p.add_argument("folder", help="run folder (holds run.json and frames*.jsonl)")
+    p.add_argument("--task", required=True, help="task name or YAML path (for its labels and metrics)")
+    p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[])
+
+
+def rescore_main(args) -> int:
+    return rescore_folder(args.folder, args.task, args.tasks_dir)

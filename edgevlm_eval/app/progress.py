@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from .console import console
+
 
 @dataclass
 class Reporter:
@@ -46,8 +48,6 @@ def setup_output(quiet: bool = False, verbose: bool = False) -> Reporter:
         root.removeHandler(h)
     if sys.stderr.isatty():
         from rich.logging import RichHandler
-
-        from .console import console
 
         handler: logging.Handler = RichHandler(console=console(stderr=True), show_time=False, show_path=verbose,
                                                markup=False)
@@ -84,10 +84,14 @@ class Progress:
 
     def __enter__(self):
         if self.mode == "tty":
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            from .console import console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TimeRemainingColumn(), transient=True,

@@ -16,10 +16,17 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgevlm_eval import __version__
+from edgevlm_eval import __version__, model_adapters, tasks
+from edgevlm_eval.collab.accounting import summarise
+from edgevlm_eval.collab.protocols import table
+from edgevlm_eval.collab.search import Target
+from edgevlm_eval.core.bootstrap import METHOD, bootstrap_run, intervals_to_json
 from edgevlm_eval.core.io import atomic_write_json
-from edgevlm_eval.core.records import RESULTS_FORMAT
+from edgevlm_eval.core.metrics import metric_label
+from edgevlm_eval.core.records import RESULTS_FORMAT, check_unique
 from edgevlm_eval.core.taskconfig import TaskConfig
+
+from .console import console
 
 REDACTED = "***REDACTED***"
 # A key is secret when its name ENDS with one of these words (api_key, HF_TOKEN, client_secret), so
@@ -73,7 +80,6 @@ def _version(mod: str) -> str | None:
 
 
 def _toolkit_dirs() -> list[tuple[str, str]]:
-    from edgevlm_eval import model_adapters, tasks
 
     return [(str(Path(model_adapters.__file__).resolve().parent), "<edgevlm_eval>/model_adapters"),
             (str(Path(tasks.__file__).resolve().parent), "<edgevlm_eval>/tasks")]
@@ -169,10 +175,6 @@ def run_status(runs: Mapping[str, dict], trace_failed: dict | None) -> dict:
 def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, svlm_info: dict | None = None,
                         metric_options: dict | None = None) -> dict:
     """results.json from run.json + the per-frame logs (the pure scoring path)."""
-    from edgevlm_eval.collab.accounting import summarise
-    from edgevlm_eval.collab.protocols import table
-    from edgevlm_eval.collab.search import Target
-    from edgevlm_eval.core.records import check_unique
 
     meta = folder.read_run_json()
     lines = folder.lines()
@@ -195,8 +197,6 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
                                   f"{s['search']['target']} %, the nearest its knob reaches on these frames "
                                   "(compare it with that in mind)")
         if n_boot > 0:
-            from edgevlm_eval.core.bootstrap import METHOD, bootstrap_run, intervals_to_json
-
             seed = int(config.get("bootstrap_seed") or 0)
             s["ci"] = intervals_to_json(bootstrap_run(lines, rid, task.label_space, task.metrics, n=n_boot, seed=seed,
                                                       **opts))
@@ -241,7 +241,6 @@ def _seeds(config: dict) -> dict:
 
 
 def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
-    from edgevlm_eval.core.metrics import metric_label
 
     failed = any((s.get("failed") or {}).get("lvlm") or (s.get("failed") or {}).get("svlm") for s in runs.values())
     cols = ["run", *(f"{metric_label(m)} %" for m in task.metrics), "LCR %", "LHL (frames)", "invalid",
@@ -261,8 +260,6 @@ def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
 def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from .console import console
 
     t = Table(title=escape(title))
     for c in columns:

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import EdgeVLMError
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
@@ -40,8 +42,6 @@ def disk_error(e: OSError, path: str | os.PathLike) -> "EdgeVLMError":
     """An OSError met while writing `path`, as an error the command line prints without a
     traceback: disk full, read-only file system, no permission."""
     import errno
-
-    from .errors import EdgeVLMError
 
     why = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
            errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded"}.get(e.errno, e.strerror or str(e))

@@ -29,7 +29,6 @@ import numpy as np
 from edgevlm_eval.core.labels import LabelSpace
 
 
-
 @dataclass(frozen=True)
 class MetricInfo:
     """A metric as tables and plots show it (the one registry: results, leaderboard, plots)."""

@@ -17,7 +17,11 @@ import yaml
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
 from edgevlm_eval.core.labels import LabelSpace
-from edgevlm_eval.core.metrics import DEFAULT_MACRO_F1_LABEL_SET, KNOWN_METRICS, MACRO_F1_LABEL_SETS
+from edgevlm_eval.core.metrics import (
+    DEFAULT_MACRO_F1_LABEL_SET,
+    KNOWN_METRICS,
+    MACRO_F1_LABEL_SETS,
+)
 
 # key -> (type(s), required). Nested mappings are checked by their own tables below.
 _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
