@@ -193,31 +193,14 @@ def test_trace_duplicate_and_bad_latency_named(tmp_path, streams):
         read_trace(p)
 
 
-def test_5g_preset_is_the_documented_lognormal():
+def test_the_retired_5g_preset_says_what_to_use():
     from edgevlm_eval.collab.latency import LogNormalLatency, parse_latency
     from edgevlm_eval.core.errors import ConfigError
 
-    src = parse_latency("5g")
-    assert isinstance(src, LogNormalLatency)
-    assert (src.median, src.sigma, src.rho, src.seed) == (1.9, 0.5, 0.8, 0)
-    assert parse_latency("5g:seed=3").seed == 3
-    with pytest.raises(ConfigError, match="5g takes only seed"):
-        parse_latency("5g:median=4")
-
-
-# ---------------------------------------------------------------------------------------------
-# paper-5g: the latency source fitted to the paper's Table 1 (docs/latency.md)
-
-from pathlib import Path  # noqa: E402
-
-from edgevlm_eval.collab.latency import (PAPER_5G, PAPER_VARIANTS, BurstParams, PaperLatency,  # noqa: E402
-                                          stream_draws)
-
-ROOT = Path(__file__).resolve().parents[1]
-FIT = ROOT / "results" / "latency" / "paper_5g_fit.json"
-# What the committed fit reaches against Table 1 (max over K_call 1..9), rounded up; docs/latency.md
-# explains why the brief's 2 points / 0.3 s are out of reach under the engine's rule on this shape.
-TABLE1_LCR_TOL, TABLE1_LHL_TOL = 5.5, 0.8
+    with pytest.raises(ConfigError, match=r"retired.*paper-5g.*lognormal:median=1\.9,sigma=0\.5,rho=0\.8,seed=3"):
+        parse_latency("5g:seed=3")
+    src = parse_latency("lognormal:median=1.9,sigma=0.5,rho=0.8,seed=3")  # the old draws, by their own name
+    assert isinstance(src, LogNormalLatency) and (src.median, src.sigma, src.rho, src.seed) == (1.9, 0.5, 0.8, 3)
 
 
 def test_paper_5g_is_per_stream_seeded_and_has_the_paper_uplink():

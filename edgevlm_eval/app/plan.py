@@ -4,7 +4,7 @@ The keyframe rule's LVLM call ratio (LCR) and history lag (LHL) depend only on t
 so they can be replayed for a task's streams, or for a dataset's shape, before any model runs:
 
     edgevlm-eval plan --streams 156 --frames 20 --fps 1 --latency paper-5g --K-call 1-9 --K-delay 4 --seeds 5
-    edgevlm-eval plan --task demo --latency 5g --K-call 1,3,5 --json plan.json
+    edgevlm-eval plan --task demo --latency paper-5g --K-call 1,3,5 --json plan.json
 
 One row per K_call: LCR, LHL in seconds and in frames, the in-time share (uploads with L_T <= tau)
 and the mean number of uploads in flight at decision time, each averaged over the latency seeds
