@@ -216,6 +216,7 @@ class Strategy:
     source: ClassVar[str] = ""
     colour: ClassVar[str | None] = None
     reference: ClassVar[bool] = False
+    order: ClassVar[int] = 100  # where a built-in comes in `--strategy all` and tables (references first)
     Knobs: ClassVar[type[Knobs]] = Knobs
     needs: ClassVar[Needs] = Needs()
     lcr_knob: ClassVar[LcrKnob | None] = None

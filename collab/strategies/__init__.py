@@ -9,20 +9,29 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from edgevlm_eval.core.errors import ConfigError, UnknownNameError
 from edgevlm_eval.core.plugins import load_attr
 
 from ..strategy import Run, Strategy
-from .adas import ADAS
-from .distributed_vlm import DistributedVLM
-from .edgevlm import EdgeVLM
-from .laecips import LAECIPS
-from .lvlm_only import LVLMOnly
-from .parallel import Parallel
-from .svlm_only import SVLMOnly
 
-BUILTIN: dict[str, type[Strategy]] = {c.name: c for c in (SVLMOnly, LVLMOnly, DistributedVLM, Parallel, LAECIPS,
-                                                          ADAS, EdgeVLM)}
+
+def _builtins() -> dict[str, type[Strategy]]:
+    """Every Strategy class defined in this package's modules, ordered by its `order`: adding a
+    built-in strategy is adding one file here."""
+    found: dict[str, type[Strategy]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, Strategy) and obj.__module__ == module.__name__
+                    and obj.name):
+                found[obj.name] = obj
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+BUILTIN: dict[str, type[Strategy]] = _builtins()
 ENTRY_POINT_GROUP = "edgevlm_eval.strategies"
 DEFAULT = "edgevlm"  # the main command's strategy when none is given: the paper's method
 
@@ -66,8 +75,7 @@ def resolve_strategy(ref: str) -> type[Strategy]:
     raise UnknownNameError("strategy", ref, [*BUILTIN, *eps, "<file.py>:<Class>", "<module>:<Class>"])
 
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "resolve_strategy", "run_of", "SVLMOnly", "LVLMOnly", "DistributedVLM", "Parallel",
-           "LAECIPS", "ADAS", "EdgeVLM"]
+__all__ = ["BUILTIN", "DEFAULT", "ENTRY_POINT_GROUP", "resolve_strategy", "run_of"]
 
 
 def run_of(strategy, *, name: str | None = None, latency: str | None = None, **knobs) -> "Run":

@@ -33,6 +33,7 @@ class DistributedVLMKnobs(Knobs):
 
 class DistributedVLM(LVLMOnly):
     name = "distributed_vlm"
+    order = 30
     label = "Distributed VLM"
     source = "Li et al. 2025 as the edgeVLM paper evaluates it: LVLM answers, features uploaded instead of the image"
     colour = "#17becf"

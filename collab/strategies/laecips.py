@@ -25,6 +25,7 @@ class LAECIPSKnobs(Knobs):
 
 class LAECIPS(Strategy):
     name = "laecips"
+    order = 50
     label = "LAECIPS"
     source = "hard-sample mining of the LAECIPS authors' released code (kubeedge/ianvs)"
     colour = "#2ca02c"
