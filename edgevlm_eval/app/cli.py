@@ -42,10 +42,10 @@ Dataset roots come from --data-root or the environment variable each task names 
 """
 
 
-def _console():
+def _console(stderr: bool = False):
     from edgevlm_eval.app.console import console
 
-    return console()
+    return console(stderr=stderr)
 
 
 def _import_plugin(module: str):
@@ -73,9 +73,21 @@ def _add_task_args(p: argparse.ArgumentParser, *, required: bool = True):
                    help="convert the dataset again instead of reading the stream cache")
 
 
+def positive_int(text: str) -> int:
+    """argparse type for a count that must be 1 or more (--limit, --max-frames): 0 or -1 would
+    silently select nothing or drop the last stream."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number (1 or more), got {text!r}")
+    return value
+
+
 def _add_selection_args(p: argparse.ArgumentParser):
-    p.add_argument("--limit", type=int, metavar="N", help="use only the first N streams (sorted by id)")
-    p.add_argument("--max-frames", dest="max_frames", type=int, metavar="N",
+    p.add_argument("--limit", type=positive_int, metavar="N", help="use only the first N streams (sorted by id)")
+    p.add_argument("--max-frames", dest="max_frames", type=positive_int, metavar="N",
                    help="use only the first N frames of each stream")
 
 
@@ -158,6 +170,15 @@ def load_task_and_streams(args, task=None) -> tuple:
     prog, advance = _progress_counter(f"converting {task.name}")
     with prog:
         streams, info = load_streams(task, args.data_root, use_cache=not args.no_cache, progress=advance)
+    if info.get("cache_rebuilt") or info.get("cache_warning"):
+        from rich.markup import escape
+
+        warn = _console(stderr=True)
+        if info.get("cache_rebuilt"):
+            warn.print(f"[yellow]stream cache not used, converted again: {escape(info['cache_rebuilt'])}[/yellow]",
+                       highlight=False)
+        if info.get("cache_warning"):
+            warn.print(f"[yellow]warning: {escape(info['cache_warning'])}[/yellow]", highlight=False)
     if getattr(args, "limit", None) is not None:
         streams = streams[: args.limit]
     if getattr(args, "max_frames", None) is not None:
@@ -203,12 +224,13 @@ def cmd_tasks(args) -> int:
 
     from rich.table import Table
 
-    from edgevlm_eval.tasks import discover, load_task_file
+    from edgevlm_eval.tasks import discover, get_converter, load_task_file
 
     rows = []
     for name, path in sorted(discover(args.tasks_dir).items()):
         try:
             t = load_task_file(path)
+            get_converter(t.converter).resolved_options(t)  # an unknown converter or option shows here
         except EdgeVLMError as e:
             rows.append({"name": name, "error": str(e), "file": str(path)})
             continue
@@ -220,22 +242,27 @@ def cmd_tasks(args) -> int:
             "metrics": t.metrics, "data": {None: "not needed", True: "found", False: "not found"}[found],
             "root_env": env, "file": str(path),
         })
+    # a task whose YAML (or converter) is broken is listed with its error, and the exit status says so
+    status = 1 if any("error" in r for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return status
+    from rich.markup import escape  # YAML text and error messages may hold [brackets]
+
     table = Table(title="edgevlm-eval tasks")
     for col in ("task", "rate", "img/q", "labels", "metrics", "data"):
         table.add_column(col, overflow="fold")
     for r in rows:
         if "error" in r:
-            table.add_row(r["name"], "", "", f"[red]{r['error']}[/red]", "", "")
+            table.add_row(escape(r["name"]), "", "", f"[red]{escape(r['error'])}[/red]", "", "")
             continue
         kind = "multi" if r["multi_label"] else "single"
         data = r["data"] + (f" (${r['root_env']})" if r["root_env"] and r["data"] != "not needed" else "")
-        table.add_row(r["name"], f"{r['fps']:g} FPS", str(r["images_per_query"]),
-                      f"{len(r['labels'])} ({kind}): " + ", ".join(r["labels"]), ", ".join(r["metrics"]), data)
+        table.add_row(escape(r["name"]), f"{r['fps']:g} FPS", str(r["images_per_query"]),
+                      escape(f"{len(r['labels'])} ({kind}): " + ", ".join(r["labels"])), ", ".join(r["metrics"]),
+                      escape(data))
     _console().print(table)
-    return 0
+    return status
 
 
 def cmd_models(args) -> int:
@@ -270,27 +297,32 @@ def cmd_streams(args) -> int:
     from edgevlm_eval.core.images import check_image
     from edgevlm_eval.tasks.streams import write_streams
 
+    from rich.markup import escape
+
     task, streams, info = load_task_and_streams(args)
     extra = {"cache_key": info["cache_key"], "root": info["root"]}
     bad = []
     if args.check_images:
         prog, advance = _progress_counter("checking images")
+        seen: dict[str, str | None] = {}  # two-image queries repeat the previous frame's image
         with prog:
             for s in streams:
                 for f in s.frames:
                     for img in f.images:
-                        reason = check_image(img)
+                        if img not in seen:
+                            seen[img] = check_image(img)
+                        reason = seen[img]
                         if reason:
                             bad.append({"stream": f.stream_id, "frame": f.index, "reason": reason})
                     advance(1)
         extra["bad_images"] = len(bad)
     write_streams(args.out, task, streams, extra)
     con = _console()
-    con.print(_summary_line(task, streams) + f" -> {args.out}" + (" (from cache)" if info["cache_hit"] else ""))
+    con.print(escape(_summary_line(task, streams) + f" -> {args.out}" + (" (from cache)" if info["cache_hit"] else "")))
     if args.check_images:
-        con.print(f"{len(bad)} frame images missing or corrupt" + (":" if bad else "."))
+        con.print(f"{len(bad)} frame images missing, corrupt or too large" + (":" if bad else "."))
         for b in bad[:20]:
-            con.print(f"  {b['stream']} frame {b['frame']}: {b['reason']}")
+            con.print(escape(f"  {b['stream']} frame {b['frame']}: {b['reason']}"))
         if len(bad) > 20:
             con.print(f"  ... and {len(bad) - 20} more")
     return 0
