@@ -159,6 +159,7 @@ def test_help_reads_well(capsys):
 ])
 def test_limit_and_max_frames_must_be_positive(capsys, tmp_path, args, message):
     for argv in (["streams", "--task", "demo", "--out", str(tmp_path / "x.jsonl"), *args],
+                 ["record", "--task", "demo", "--lvlm", "demo-lvlm", "--out", str(tmp_path / "x.jsonl"), *args],
                  ["--task", "demo", "--svlm", "demo-svlm", "--lvlm", "demo-lvlm", *args]):  # the main command too
         with pytest.raises(SystemExit) as e:
             main(argv)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgevlm_eval import __version__
+from edgevlm_eval.app.cli import positive_int
 from edgevlm_eval.app.results import portable_paths
 from edgevlm_eval.core.errors import ConfigError
 from edgevlm_eval.core.io import atomic_write_text
@@ -38,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", dest="data_root", metavar="R", help="dataset root folder")
     p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D")
     p.add_argument("--no-cache", dest="no_cache", action="store_true")
-    p.add_argument("--limit", type=int, metavar="N", help="only the first N streams")
-    p.add_argument("--max-frames", dest="max_frames", type=int, metavar="N", help="only the first N frames per stream")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N streams")
+    p.add_argument("--max-frames", dest="max_frames", type=positive_int, metavar="N",
+                   help="only the first N frames per stream")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=8, help="requests per call (batched adapters)")
     p.add_argument("--concurrency", type=int, default=4, help="parallel requests (adapters that do not batch)")
     p.add_argument("--overwrite", action="store_true", help="start the trace again instead of resuming it")
