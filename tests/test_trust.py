@@ -61,7 +61,7 @@ def test_bad_options_fail_before_anything_runs(flags, says, capsys, tmp_path, no
 def test_bad_selection_is_a_usage_error(flags, capsys, no_models):
     with pytest.raises(SystemExit) as e:
         cli.main([*TINY, *flags])
-    assert e.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+    assert e.value.code == 2 and "expected a positive whole number" in capsys.readouterr().err
 
 
 def test_engine_config_values_are_checked_like_flags(tmp_path, capsys, no_models):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from edgevlm_eval.core.errors import EdgeVLMError, nearest
-
-from .options import positive_int
+from edgevlm_eval.core.errors import nearest
 
 
-def _count(v: str) -> int:
-    """--limit / --max-frames: a positive integer."""
+def positive_count(text: str) -> int:
+    """argparse type for a count that must be 1 or more (--limit, --max-frames): 0 or -1 would
+    silently select nothing or drop the last stream."""
     try:
-        return positive_int(v, "")
-    except EdgeVLMError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v!r}") from None
+        value = int(str(text).strip())
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number (1 or more), got {text!r}")
+    return value
 
 
 def add_task_args(p):
@@ -29,8 +31,8 @@ def add_task_args(p):
 
 
 def add_selection_args(p):
-    p.add_argument("--limit", type=_count, metavar="N", help="use only the first N streams (sorted by id)")
-    p.add_argument("--max-frames", dest="max_frames", type=_count, metavar="N",
+    p.add_argument("--limit", type=positive_count, metavar="N", help="use only the first N streams (sorted by id)")
+    p.add_argument("--max-frames", dest="max_frames", type=positive_count, metavar="N",
                    help="use only the first N frames of each stream")
 
 

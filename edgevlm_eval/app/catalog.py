@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+from rich.markup import escape
 from rich.table import Table
 
 from edgevlm_eval.core.errors import EdgeVLMError
 from edgevlm_eval.core.images import check_image
 from edgevlm_eval.model_adapters import registry
 from edgevlm_eval.model_adapters.check import check_model
-from edgevlm_eval.tasks import discover, load_task_file
+from edgevlm_eval.tasks import discover, get_converter, load_task_file
 from edgevlm_eval.tasks.streams import write_streams
 
 from .args import add_models_dir_arg, add_selection_args, add_task_args
@@ -50,6 +51,7 @@ def tasks_main(args) -> int:
     for name, path in sorted(discover(args.tasks_dir).items()):
         try:
             t = load_task_file(path)
+            get_converter(t.converter).resolved_options(t)  # an unknown converter or option shows here
         except EdgeVLMError as e:
             rows.append({"name": name, "error": str(e), "file": str(path)})
             continue
@@ -61,22 +63,25 @@ def tasks_main(args) -> int:
             "metrics": t.metrics, "data": {None: "not needed", True: "found", False: "not found"}[found],
             "root_env": env, "file": str(path),
         })
+    # a task whose YAML (or converter) is broken is listed with its error, and the exit status says so
+    status = 1 if any("error" in r for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return status
     table = Table(title="edgevlm-eval tasks")
     for col in ("task", "rate", "img/q", "labels", "metrics", "data"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        if "error" in r:
-            table.add_row(r["name"], "", "", f"[red]{r['error']}[/red]", "", "")
+        if "error" in r:  # YAML text and error messages may hold [brackets]: shown as written
+            table.add_row(escape(r["name"]), "", "", f"[red]{escape(r['error'])}[/red]", "", "")
             continue
         kind = "multi" if r["multi_label"] else "single"
         data = r["data"] + (f" (${r['root_env']})" if r["root_env"] and r["data"] != "not needed" else "")
-        table.add_row(r["name"], f"{r['fps']:g} FPS", str(r["images_per_query"]),
-                      f"{len(r['labels'])} ({kind}): " + ", ".join(r["labels"]), ", ".join(r["metrics"]), data)
+        table.add_row(escape(r["name"]), f"{r['fps']:g} FPS", str(r["images_per_query"]),
+                      escape(f"{len(r['labels'])} ({kind}): " + ", ".join(r["labels"])), ", ".join(r["metrics"]),
+                      escape(data))
     console().print(table)
-    return 0
+    return status
 
 
 def models_main(args) -> int:
@@ -160,22 +165,25 @@ def streams_main(args) -> int:
     extra = {"cache_key": info["cache_key"], "root": info["root"]}
     bad = []
     if args.check_images:
+        seen: dict[str, str | None] = {}  # two-image queries repeat the previous frame's image
         with Progress(sum(len(s) for s in streams), "checking images") as prog:
             for s in streams:
                 for f in s.frames:
                     for img in f.images:
-                        reason = check_image(img)
+                        if img not in seen:
+                            seen[img] = check_image(img)
+                        reason = seen[img]
                         if reason:
                             bad.append({"stream": f.stream_id, "frame": f.index, "reason": reason})
                     prog.advance(1)
         extra["bad_images"] = len(bad)
     write_streams(args.out, task, streams, extra)
     con = console()
-    con.print(summary_line(task, streams) + f" -> {args.out}" + (" (from cache)" if info["cache_hit"] else ""))
+    con.print(escape(summary_line(task, streams) + f" -> {args.out}" + (" (from cache)" if info["cache_hit"] else "")))
     if args.check_images:
-        con.print(f"{len(bad)} frame images missing or corrupt" + (":" if bad else "."))
+        con.print(f"{len(bad)} frame images missing, corrupt or too large" + (":" if bad else "."))
         for b in bad[:20]:
-            con.print(f"  {b['stream']} frame {b['frame']}: {b['reason']}")
+            con.print(escape(f"  {b['stream']} frame {b['frame']}: {b['reason']}"))
         if len(bad) > 20:
             con.print(f"  ... and {len(bad) - 20} more")
     return 0

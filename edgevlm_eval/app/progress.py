@@ -36,6 +36,7 @@ class Reporter:
 
 
 _REPORTER = Reporter()
+QUIET_BELOW_S = 5.0  # a job done this fast with no line on the way prints no "done" line either
 
 
 def setup_output(quiet: bool = False, verbose: bool = False) -> Reporter:
@@ -80,6 +81,7 @@ class Progress:
         self.done = self.failed = 0
         self._t0 = self._last_t = time.monotonic()
         self._last_pct = 0.0
+        self._printed = False
         self._bar = None
 
     def __enter__(self):
@@ -103,8 +105,9 @@ class Progress:
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.__exit__(*exc)
-        elif self.mode == "plain" and exc[0] is None and self.done:
-            self._line(final=True)
+        elif self.mode == "plain" and exc[0] is None and self.done and (
+                self._printed or time.monotonic() - self._t0 >= QUIET_BELOW_S):
+            self._line(final=True)  # work done in a moment, with no line on the way, needs no report
         return False
 
     def advance(self, n: int = 1, *, failed: int = 0) -> None:
@@ -132,3 +135,4 @@ class Progress:
         if self.failed:
             parts.append(f"{self.failed} failed")
         print(", ".join(parts), file=self.rep.out, flush=True)
+        self._printed = True

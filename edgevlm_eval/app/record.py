@@ -82,6 +82,8 @@ def _record_of(frame, reply: Reply, wall_s: float) -> TraceRecord:
     tm = reply.timings or {}
     per_request = tm.get("total") is not None and float(tm.get("batch_size") or 1.0) <= 1.0
     wall = float(tm["total"]) if per_request else wall_s
+    if not reply.ok and reply.error_kind == "input":
+        wall = 0.0  # never sent (its own image was unusable): no cloud time to charge it
     parts = {k: tm.get(k) for k in ("upload", "queue", "download")}
     inference = tm.get("inference", tm.get("total") if per_request else None)
     known = [v for v in (parts["upload"], parts["queue"], inference, parts["download"]) if v is not None]
