@@ -138,33 +138,20 @@ def choice(*values):
     return parse
 
 
-def latency_spec(v, key):
-
-    s = text(v, key)
-    parse_latency(s)  # unknown kinds, bad numbers, missing files: here, before anything runs
-    return s
-
-
-def uplink_spec(v, key):
-
-    s = text(v, key)
-    parse_uplink(s)
-    return s
+def _checked(parse):
+    """An option whose value is a spec string, checked by parsing it (the parser raises ConfigError
+    naming what is wrong: an unknown kind, a bad number, a missing file) before anything runs."""
+    def check(v, key):
+        s = text(v, key).strip()
+        parse(s)
+        return s
+    return check
 
 
-def edge_spec(v, key):
-
-    s = text(v, key).strip()
-    if s != "declared":
-        parse_edge_latency(s)
-    return s
-
-
-def target_spec(v, key):
-
-    s = text(v, key)
-    parse_target(s)
-    return s
+latency_spec = _checked(parse_latency)
+uplink_spec = _checked(parse_uplink)
+edge_spec = _checked(lambda s: s == "declared" or parse_edge_latency(s))
+target_spec = _checked(parse_target)
 
 
 def existing_file(v, key):
