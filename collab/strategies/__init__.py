@@ -37,12 +37,17 @@ DEFAULT = "edgevlm"  # the main command's strategy when none is given: the paper
 
 
 def _entry_points() -> dict:
+    """name -> the distinct entry points of that name (two installed packages may declare one)."""
     from importlib.metadata import entry_points
 
+    out: dict[str, list] = {}
     try:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if all(ep.value != e.value for e in out.get(ep.name, ())):
+                out.setdefault(ep.name, []).append(ep)
     except Exception:  # noqa: BLE001 - a broken installed package must not break the built-ins
         return {}
+    return out
 
 
 def _check_class(obj, ref: str) -> type[Strategy]:
@@ -66,8 +71,12 @@ def resolve_strategy(ref: str) -> type[Strategy]:
         return _check_class(load_attr(ref, what="strategy", key="--strategy"), ref)
     eps = _entry_points()
     if ref in eps:
+        if len(eps[ref]) > 1:
+            raise ConfigError(f"strategy {ref!r}: installed packages declare it {len(eps[ref])} times "
+                              f"({', '.join(e.value for e in eps[ref])}); name the class as module:Class, or "
+                              "uninstall one", key="--strategy")
         try:
-            obj = eps[ref].load()
+            obj = eps[ref][0].load()
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"strategy {ref!r}: loading its entry point failed: {type(e).__name__}: {e}",
                               key="--strategy") from None
