@@ -43,9 +43,10 @@ class StreamClock:
     in-flight heap of (a_j, j), j_star, and, for the ADAS proxy, sent times and its EWMA. A
     strategy's `decide(st, t, s_T)` and `on_arrival(st, j, a)` accept it in place of a StreamState."""
 
-    __slots__ = ("heap", "j_star", "sent", "arrival", "mine")
+    __slots__ = ("heap", "j_star", "sent", "arrival", "mine", "s")
 
-    def __init__(self, n: int, mine=None):
+    def __init__(self, n: int, mine=None, s=None):
+        self.s = s  # capture times (a decision may read those of frames up to T)
         self.heap: list[tuple[float, int]] = []
         self.j_star = -1
         self.sent = [INF] * n
@@ -97,7 +98,7 @@ def replay_stream(s: Sequence[float], L: Sequence[float], decide: Decide, *, tau
     n = len(s)
     if len(L) != n:
         raise ValueError(f"{len(L)} latencies for {n} frames")
-    c = StreamClock(n, mine)
+    c = StreamClock(n, mine, list(s))
     heap, arrival = c.heap, c.arrival
     upload, why_, inflight, jstars, in_time, lag, lag_s = [], [], [], [], [], [], []
     use_hist = history and H > 0

@@ -216,10 +216,10 @@ class Strategy:
 
     Hooks get `st`, the stream's state under this run. `decide` and `on_arrival` may read only
     `st.j_star` (newest frame whose usable reply has arrived, -1 if none), `st.in_flight` (uploads
-    not yet answered), `st.sent[j]` and `st.arrival[j]` of uploads, and `st.mine`, the per-stream
-    scratch state that `new_stream_state()` returned: the call-ratio search replays them without a
-    model on a lighter clock (collab/planner.py `StreamClock`) that holds only these. `setup` and
-    `decide_after` get the simulator's `StreamState`, which also has `st.s[t]` capture times and
+    not yet answered), `st.sent[j]` and `st.arrival[j]` of uploads, `st.s[t]` capture times, and
+    `st.mine`, the per-stream scratch state that `new_stream_state()` returned: the call-ratio
+    search replays them without a model on a lighter clock (collab/planner.py `StreamClock`) that
+    holds only these. `setup` and `decide_after` get the simulator's `StreamState`, which also has
     `st.L[t]` latencies (a frame's latency is known only once its reply has arrived). Decisions are
     made at s_T from what has arrived by then (docs/adding-a-strategy.md)."""
 

@@ -48,7 +48,7 @@ def no_models(monkeypatch):
     (["--strategy", "edgevml"], "unknown strategy 'edgevml'"), (["--bootstrap", "-1"], "--bootstrap"),
     (["--max-failed", "2"], "--max-failed"), (["--protocol", "main", "--target-lcr", "0.3"], "do not go together"),
     (["--uplink", "-3"], "uplink"), (["--svlm", "no-such-model"], "unknown model 'no-such-model'"),
-    (["--overwrite", "--resume"], "give one"),
+    (["--overwrite", "--resume"], "give one"), (["--protocol", "ablation", "--strategy", "parallel"], "do not go together"),
 ])
 def test_bad_options_fail_before_anything_runs(flags, says, capsys, tmp_path, no_models):
     code = cli.main([*TINY, "--output-dir", str(tmp_path), *flags])

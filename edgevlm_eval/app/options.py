@@ -517,6 +517,10 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         if not all_strat and not reqs:
             raise ConfigError("no strategy given", key="--strategy")
         strategies = tuple(reqs)
+    if kw.get("protocol") and "strategy" in values:
+        raise ConfigError("--strategy and --protocol do not go together (a protocol runs the paper's own set of "
+                          "strategies); run your strategy beside them with --strategy ... --target-lcr BAND",
+                          key="--strategy")
     if kw.get("protocol") and kw.get("target_lcr"):
         raise ConfigError("--target-lcr and --protocol do not go together (main sets its own bands)",
                           key="--target-lcr")

@@ -13,10 +13,13 @@ frames, failed SVLM replies), with the reasons printed and stored in results.jso
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from edgevlm_eval.collab.edge import EdgeLatency, FixedEdge, parse_edge_latency
@@ -181,7 +184,16 @@ def _trace_model(path: str) -> str | None:
 
 
 def _plan_json(items: Sequence[PlanItem]) -> list:
-    return [[it.spec.to_json(), it.target.label() if it.target else None] for it in items]
+    """The runs as the configuration hash sees them: knobs, target, and a fingerprint of each
+    strategy's code (a run folder must not resume a strategy whose code was edited since)."""
+    return [[it.spec.to_json(), it.target.label() if it.target else None, _code_of(it.spec.cls)] for it in items]
+
+
+def _code_of(cls) -> str | None:
+    try:
+        return hashlib.sha256(Path(inspect.getsourcefile(cls)).read_bytes()).hexdigest()[:12]
+    except (TypeError, OSError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
