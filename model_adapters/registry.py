@@ -82,6 +82,9 @@ _BIG = {"dtype": "bfloat16", "device_map": "auto"}
 # The paper's Table 3 (edgeVLM on an RTX 4090 with Qwen2.5-VL-3B as the SVLM).
 _PAPER_EDGE = (0.5624, "paper Table 3: edgeVLM total 562.40 ms per frame on an RTX 4090 (SVLM only 581.71 ms)")
 _TINY_EDGE = (0.05, "tests: nominal")
+_DEMO_EDGE_BASIS = ("median of {n} single requests with 2 CRM history entries on demo frames, one CPU thread, on a "
+                    "2-core AMD EPYC x86_64 VM (this project's CI machine class), benchmarks/measure_edge_latency.py, "
+                    "2026-11-29")
 
 _ENTRIES: list[ModelEntry] = [
     ModelEntry("qwen2.5-vl-3b", "qwen2_5_vl", "Qwen/Qwen2.5-VL-3B-Instruct",
@@ -123,13 +126,15 @@ _ENTRIES: list[ModelEntry] = [
                {"base_url": "http://127.0.0.1:8000/v1"}),
     # The demo world's two small trained checkpoints (scripts/train_demo_models.py), shipped with the
     # package. fp16 on disk, run in float32 on CPU; grounding replies need ~190 tokens. Edge latency:
-    # to be measured on a reference machine (None until then).
+    # measured once on the reference machine below (benchmarks/measure_edge_latency.py).
     ModelEntry("demo-svlm", "qwen2_5_vl", str(DEMO_CHECKPOINTS / "demo-svlm"),
                "demo world's weak edge model (small Qwen2.5-VL trained on the demo task; a quarter of the pixels)",
-               {"dtype": "float32", **DEMO_SVLM_PIXELS, "max_new_tokens": 32, "batch_size": 8}),
+               {"dtype": "float32", **DEMO_SVLM_PIXELS, "max_new_tokens": 32, "batch_size": 8},
+               edge_latency_s=0.031, edge_latency_basis=_DEMO_EDGE_BASIS.format(n=60)),
     ModelEntry("demo-lvlm", "qwen2_5_vl", str(DEMO_CHECKPOINTS / "demo-lvlm"),
                "demo world's strong cloud model (small Qwen2.5-VL trained on the demo task; answers and grounds)",
-               {"dtype": "float32", **DEMO_LVLM_PIXELS, "max_new_tokens": 192, "batch_size": 8}),
+               {"dtype": "float32", **DEMO_LVLM_PIXELS, "max_new_tokens": 192, "batch_size": 8},
+               edge_latency_s=0.115, edge_latency_basis=_DEMO_EDGE_BASIS.format(n=30)),
     ModelEntry("tiny-qwen2.5-vl", "qwen2_5_vl", "tiny",
                "tiny random Qwen2.5-VL built in-process (tests, demos): real code paths, gibberish answers",
                {**TINY_PIXELS, "max_new_tokens": 16}, edge_latency_s=_TINY_EDGE[0], edge_latency_basis=_TINY_EDGE[1]),
