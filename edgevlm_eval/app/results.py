@@ -276,7 +276,7 @@ def print_report(doc: dict, task: TaskConfig) -> None:
         print_table(f"{tname}: {len(block['runs'])} runs, {block['frames']} frames", cols, rows)
     proto = doc.get("protocol")
     if proto:
-        print_table(f"protocol {proto['name']}", proto["columns"], proto["rows"])
+        print_table(f"protocol {proto['name']}", [metric_label(c) for c in proto["columns"]], proto["rows"])
     for n in doc["provenance"].get("notes", []):
         print("note:", n)
     status = doc.get("status") or {}
