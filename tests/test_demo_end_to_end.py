@@ -38,13 +38,13 @@ def test_demo_edgevlm_beats_svlm_only_and_parallel(tmp_path, no_network, capsys)
     folder = out / "demo" / "all"
     doc = json.loads((folder / "results.json").read_text())
     runs = doc["tasks"]["demo"]["runs"]
-    assert list(runs) == ["svlm_only", "lvlm_only", "parallel", "laecips", "adas", "edgevlm", "edgevlm+CRM",
-                          "edgevlm+GGVR"]
+    assert list(runs) == ["svlm_only", "lvlm_only", "parallel", "laecips", "laecips-clf", "adas", "edgevlm",
+                          "edgevlm+CRM", "edgevlm+GGVR"]
     f1 = {k: v["metrics"]["micro_f1"] for k, v in runs.items()}
     assert f1["edgevlm"] >= f1["svlm_only"] + 0.025, f1
     assert f1["edgevlm"] >= f1["parallel"] + 0.025, f1
     assert f1["edgevlm+CRM"] >= f1["parallel"] + 0.02, f1  # Context Replacement alone carries most of it
-    baselines = ("svlm_only", "lvlm_only", "parallel", "laecips", "adas")
+    baselines = ("svlm_only", "lvlm_only", "parallel", "laecips", "laecips-clf", "adas")
     assert f1["edgevlm"] >= max(f1[b] for b in baselines) + 0.02, f1  # ahead of every baseline, as in the paper
     assert runs["edgevlm"]["lcr"] == runs["parallel"]["lcr"]  # same keyframe rule, same uploads
     assert runs["svlm_only"]["lcr"] == 0.0

@@ -21,12 +21,13 @@ from .adas import ADAS
 from .distributed_vlm import DistributedVLM
 from .edgevlm import EdgeVLM
 from .laecips import LAECIPS
+from .laecips_clf import LAECIPSClf
 from .lvlm_only import LVLMOnly
 from .parallel import Parallel
 from .svlm_only import SVLMOnly
 
 BUILTIN: dict[str, type[Strategy]] = {c.name: c for c in (SVLMOnly, LVLMOnly, DistributedVLM, Parallel, LAECIPS,
-                                                          ADAS, EdgeVLM)}
+                                                          LAECIPSClf, ADAS, EdgeVLM)}
 ENTRY_POINT_GROUP = "edgevlm_eval.strategies"
 
 
@@ -99,7 +100,7 @@ def resolve_strategy(ref: str) -> type[Strategy]:
 
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "resolve_strategy", "run_of", "SVLMOnly", "LVLMOnly", "DistributedVLM", "Parallel",
-           "LAECIPS", "ADAS", "EdgeVLM"]
+           "LAECIPS", "LAECIPSClf", "ADAS", "EdgeVLM"]
 
 
 def run_of(strategy, *, name: str | None = None, latency: str | None = None, **knobs) -> "Run":
