@@ -224,6 +224,9 @@ class Strategy:
     source: ClassVar[str] = ""
     colour: ClassVar[str | None] = None
     reference: ClassVar[bool] = False
+    # how the paper's own reported rows filed under this strategy are shown (results/paper; the
+    # leaderboard), when they cannot be told apart by the label: None = display_label()
+    paper_label: ClassVar[str | None] = None
     Knobs: ClassVar[type[Knobs]] = Knobs
     needs: ClassVar[Needs] = Needs()
     lcr_knob: ClassVar[LcrKnob | None] = None

@@ -475,3 +475,10 @@ def test_calibration_key_in_task_yaml_is_checked():
         task_from_dict({**raw, "calibration": {"seed": 1}}, "<t>")
     t = task_from_dict({**raw, "calibration": {"dataset": {"split": "train"}, "limit": 3}}, "<t>")
     assert t.calibration_task().dataset["split"] == "train" and t.calibration_task().calibration is None
+
+
+def test_paper_rows_of_laecips_are_not_given_a_reading():
+    from edgevlm_eval.app.leaderboard import _paper_label
+
+    assert _paper_label("laecips")[0] == "LAECIPS (paper, reading unstated)"
+    assert _paper_label("adas")[0] == "ADAS (proxy)"

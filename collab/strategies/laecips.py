@@ -64,6 +64,9 @@ class LAECIPS(LAECIPSBase):
     source = ("LAECIPS authors' released code (kubeedge/ianvs robot lifelong_learning_bench rfnet: "
               "hard_sample_mining.py, RFNet/eval.py Validator.confidence), over the SVLM's answer tokens")
     colour = "#2ca02c"
+    # the paper's Table 2 LAECIPS rows are filed under `laecips`, but the paper does not say which
+    # rule produced them (it describes the classifier): not this reading's label
+    paper_label = "LAECIPS (paper, reading unstated)"
     Knobs = LAECIPSKnobs
     lcr_knob = LcrKnob("theta", direction=+1, by_score=True)
 

@@ -318,7 +318,8 @@ def _paper_label(strategy: str) -> tuple[str, str | None, bool]:
     from edgevlm_eval.collab.strategies import BUILTIN
 
     cls = BUILTIN.get(strategy)
-    return (cls.display_label(), cls.colour, cls.reference) if cls else (strategy, None, False)
+    return ((getattr(cls, "paper_label", None) or cls.display_label()), cls.colour, cls.reference) if cls \
+        else (strategy, None, False)
 
 
 def rows_from_results(doc: dict, path: Path, *, notes: list[str] | None = None) -> list[Row]:

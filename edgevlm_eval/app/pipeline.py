@@ -17,6 +17,7 @@ frames, failed SVLM replies), with the reasons printed and stored in results.jso
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -253,8 +254,6 @@ def calibrate(ck: "Checked", streams: Sequence[Stream], svlm, chash: str, *, ran
     """calibration.json's document: the split and, per calibration key, the state each calibrated
     strategy fitted on an SVLM-only replay of the calibration streams. Read back when the folder
     holds one for this configuration (resume), else fitted (rank 0) and written."""
-    import json
-
     path = ck.folder.path / CALIBRATION_FILE
     wanted = {}
     for it in ck.runs.items:
@@ -364,8 +363,9 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
             if it.spec.cls.needs.calibration:
                 fitted.setdefault(it.spec.strategy, it.spec.calibration)
         for name, state in fitted.items():
+            spec = json.dumps(split["spec"], sort_keys=True)
             note = (f"{name}: fitted on the calibration split ({len(split['streams'])} streams, {split['frames']} "
-                    f"frames: {split['spec']}), which is never scored; {_fit_summary(state)}; {CALIBRATION_FILE}")
+                    f"frames: calibration {spec}), which is never scored; {_fit_summary(state)}; {CALIBRATION_FILE}")
             if note not in ck.runs.notes:
                 ck.runs.notes.append(note)
             if rank == 0:
