@@ -32,6 +32,7 @@ from PIL import Image
 
 from edgevlm_eval.model_adapters.prompt import build_conversation, qwen_chat_text
 from edgevlm_eval.model_adapters.qwen2_5_vl import QwenVLAdapter
+from edgevlm_eval.core.grounding import QWEN_MAX_PIXELS
 from edgevlm_eval.core.types import Box, Focus, HistoryEntry, Request
 
 # Qwen2.5-VL-3B-Instruct / 7B-Instruct config.json values (text + vision), so no download is needed.
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1600)
     ap.add_argument("--height", type=int, default=900)
     ap.add_argument("--max-pixels", type=int, default=None,
-                    help="pixel budget (default: the checkpoints' 12845056, i.e. 1824 tokens for 1600x900)")
+                    help="pixel budget (default: the checkpoints' QWEN_MAX_PIXELS, i.e. 1824 tokens for 1600x900)")
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layers", type=int, default=None,
@@ -199,7 +200,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.dtype == "auto" and args.device.startswith("cuda") and args.size != "tiny":
         args.dtype = "bfloat16"
-    max_pixels = args.max_pixels or 12845056
+    max_pixels = args.max_pixels or QWEN_MAX_PIXELS
     torch.set_grad_enabled(False)
 
     adapter = build_adapter(args.size, args.device, args.dtype, max_pixels, args.max_new_tokens, args.batch, args.attn,

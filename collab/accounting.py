@@ -11,9 +11,9 @@ from collections import Counter
 from statistics import median
 from typing import Iterable, Sequence
 
-from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.metrics import Scored, compute
 from edgevlm_eval.core.records import FrameLine
+from edgevlm_eval.core.taskconfig import TaskConfig
 
 TOP_UNMAPPED = 10
 
@@ -52,7 +52,8 @@ def summarise_run(ls: list[FrameLine], task: TaskConfig, **metric_options) -> di
     lags = [ln.lag for ln in ls if ln.lag is not None]
     lag_s = [x for x in (_lag_seconds(ln) for ln in ls if ln.lag is not None) if x is not None]
     scored = [Scored(tuple(ln.truth), tuple(ln.pred) if ln.pred is not None else None) for ln in ls if ln.scored]
-    metrics = compute(scored, task.label_space, task.metrics, **metric_options)
+    opts = {"macro_f1_label_set": task.macro_f1_label_set, **metric_options}  # the task's convention unless overridden
+    metrics = compute(scored, task.label_space, task.metrics, **opts)
     sources = Counter(ln.output for ln in ls)
     reasons = Counter(ln.invalid for ln in ls if ln.output == "invalid")
     reasons_scored = Counter(ln.invalid for ln in ls if ln.output == "invalid" and ln.scored)

@@ -11,10 +11,9 @@ so that every strategy faces exactly the same latencies. Spec strings (CLI `--la
     paper-5g-2img[:seed=N]         the same, slower: two images per query (IPN Hand), scaled to the
                                    in-time share inferred from Table 2 (docs/latency.md)
     paper-5g-short[:seed=N]        the same, faster: single image, short answer (ACE), likewise
-    5g[:seed=N]                    an older hand-set stand-in, not fitted to the paper: lognormal
-                                   median 1.9 s (mean 2.15 s, Table 3's 2.11 s), sigma 0.5, rho 0.8;
-                                   only about 10 % of replies arrive within tau = 1 s, far fewer
-                                   than Table 1 implies (its K_call = 1 LCR is about 91 %, not 69 %)
+    (5g: retired. It was a hand-set lognormal, median 1.9 s, sigma 0.5, rho 0.8, not the paper's
+     regime: only about 7 % of its replies arrive within tau = 1 s. The same draws come from
+     lognormal:median=1.9,sigma=0.5,rho=0.8,seed=N; an old spec names them in the error.)
     lognormal:median=M,sigma=S,rho=R,seed=N
                                    log L_t = log M + x_t, x_t = R x_{t-1} + sqrt(1-R^2) S eps_t per
                                    stream (temporally correlated like the paper's Fig. 4), seeded
@@ -477,13 +476,11 @@ def parse_latency(spec: str | None) -> LatencySource:
             return LogNormalLatency(float(kv.get("median", 1.0)), float(kv.get("sigma", 0.5)),
                                     float(kv.get("rho", 0.8)), int(kv.get("seed", 0)))
         if kind == "5g":
-            # A hand-set stand-in (log-normal, median 1.9 s, mean 2.15 s like Table 3's 2.11 s, sigma
-            # 0.5, lag-1 correlation 0.8), not fitted: only ~10 % of its replies are in time, while
-            # the paper's Table 1 implies about half (paper-5g is the fitted source). Only the seed.
             kv = _kv(body, spec)
-            if set(kv) - {"seed"}:
-                raise ConfigError("5g takes only seed=N (use lognormal:... for other shapes)", key="--latency")
-            return LogNormalLatency(1.9, 0.5, 0.8, int(kv.get("seed", 0)))
+            raise ConfigError("the 5g preset was retired: it was not the paper's regime (only about 7 % of its replies "
+                              "arrive within 1 s). Use paper-5g (fitted to the paper's Table 1 and Table 3, "
+                              "docs/latency.md), or for the same draws as before "
+                              f"lognormal:median=1.9,sigma=0.5,rho=0.8,seed={kv.get('seed', 0)}", key="--latency")
         if kind in PAPER_VARIANTS:
             kv = _kv(body, spec)
             if set(kv) - {"seed"}:
@@ -506,7 +503,7 @@ def parse_latency(spec: str | None) -> LatencySource:
     except ValueError as e:
         raise ConfigError(f"bad latency spec {spec!r}: {e}", key="--latency") from None
     raise ConfigError(f"unknown latency source {spec!r}; known: measured, fixed:D, paper-5g[:seed=N], "
-                      "paper-5g-2img[:seed=N], paper-5g-short[:seed=N], 5g[:seed=N], "
+                      "paper-5g-2img[:seed=N], paper-5g-short[:seed=N], "
                       "lognormal:median=M,sigma=S,rho=R,seed=N, file:PATH.csv, network:PATH[,bytes=B,...]",
                       key="--latency")
 

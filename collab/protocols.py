@@ -17,6 +17,7 @@ from typing import Callable
 from edgevlm_eval.core.errors import UnknownNameError
 
 from .search import Target
+from .strategies import BUILTIN
 from .strategy import INF, Run
 
 PROTOCOLS = ("main", "ablation", "call-sweep", "delay")
@@ -90,6 +91,22 @@ def make_plan(protocol: str, make: RunFactory, *, have_uplink: bool, have_calibr
                 kw = dict(K_call=0, K_delay=INF) if strat != "lvlm_only" else {}
                 add(PlanItem(make(strat, name=f"{strat}@d={d}", latency=f"fixed:{d}", **kw),
                              group=f"d = {d} s", label=strat))
+    return plan
+
+
+def all_strategies(make: RunFactory, target: Target | None) -> Plan:
+    """`--strategy all`: every built-in strategy with the user's knobs (tuned to `target` when it
+    has a call-ratio knob), then edgeVLM's ablation switches at its own keyframes."""
+
+    plan = Plan("strategies")
+    for name in BUILTIN:
+        run = make(name)
+        t = target if run.cls.lcr_knob is not None else None
+        if target is not None and t is None:
+            plan.notes.append(f"{run.run_id} has no call-ratio knob; run as is")
+        plan.items.append(PlanItem(run, t, "", run.run_id))
+    ev = next(it for it in plan.items if it.spec.strategy == "edgevlm")
+    plan.items.extend(ablation_switches(ev.spec, ev.target))
     return plan
 
 

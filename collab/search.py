@@ -24,7 +24,6 @@ from edgevlm_eval.core.errors import ConfigError
 from .planner import replay_stream
 from .strategy import INF, LcrKnob, Run
 
-
 # A point target counts as reached within this many call-ratio points (K_call is an integer knob).
 POINT_TOLERANCE = 0.025
 

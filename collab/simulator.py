@@ -19,11 +19,18 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.errors import DatasetError
 from edgevlm_eval.core.images import check_image
 from edgevlm_eval.core.records import FrameLine, LvlmOut, SvlmOut
-from edgevlm_eval.core.types import Focus, HistoryEntry, Reply, Request, Stream, largest_per_label
+from edgevlm_eval.core.taskconfig import TaskConfig
+from edgevlm_eval.core.types import (
+    Focus,
+    HistoryEntry,
+    Reply,
+    Request,
+    Stream,
+    largest_per_label,
+)
 
 from .edge import EdgeLatency, parse_edge_latency
 from .latency import LatencySource, Uplink, check_latency_arrays, parse_latency
@@ -372,7 +379,7 @@ class Simulator:
 
     def _pre(self, run: RunState, st: StreamState, t: int, logged: FrameLine | None) -> _Pending:
         t0 = time.perf_counter()
-        strat, spec = run.strategy, run.spec
+        strat = run.strategy
         s_T = st.s[t]
         heap = st.heap
         if heap and heap[0][0] <= s_T + EPS:

@@ -72,7 +72,17 @@ class Knobs:
         if unknown:
             known = ", ".join(cls.names()) or "(none)"
             raise ConfigError(f"{where}unknown knob(s) {unknown}; known: {known}", key=unknown[0])
-        return cls(**dict(values))
+        try:
+            return cls(**dict(values))
+        except ConfigError as e:
+            if not where:
+                raise
+            # name the strategy too (two strategies may share a knob name, K_delay), after the knob
+            msg, pre = str(e), f"key '{e.key}': "
+            if e.key and not e.path and msg.startswith(pre):
+                msg = msg[len(pre):]
+                raise ConfigError(f"{where}{msg}", key=e.key) from None
+            raise ConfigError(f"{where}{msg}") from None
 
     def replace(self, **kw) -> "Knobs":
         return dataclasses.replace(self, **kw)
@@ -212,11 +222,14 @@ class SvlmResult:
 class Strategy:
     """Base class. Subclasses set the class attributes and override the hooks they need.
 
-    Hooks get `st`, the stream's state under this run (collab/simulator.py `StreamState`), which a
-    strategy reads: `st.s[t]` capture times, `st.L[t]` latencies, `st.j_star` (newest frame whose
-    usable reply has arrived, -1 if none), `st.in_flight` (uploads not yet answered), `st.sent[j]`
-    and `st.arrival[j]` of uploads, `st.uploaded[j]`, and `st.mine`, the per-stream scratch state
-    that `new_stream_state()` returned. Decisions are made at s_T from what has arrived by then."""
+    Hooks get `st`, the stream's state under this run. `decide` and `on_arrival` may read only
+    `st.j_star` (newest frame whose usable reply has arrived, -1 if none), `st.in_flight` (uploads
+    not yet answered), `st.sent[j]` and `st.arrival[j]` of uploads, and `st.mine`, the per-stream
+    scratch state that `new_stream_state()` returned: the call-ratio search replays them without a
+    model on a lighter clock (collab/planner.py `StreamClock`) that holds only these. `setup` and
+    `decide_after` get the simulator's `StreamState`, which also has `st.s[t]` capture times and
+    `st.L[t]` latencies (a frame's latency is known only once its reply has arrived). Decisions are
+    made at s_T from what has arrived by then (docs/adding-a-strategy.md)."""
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
@@ -227,6 +240,7 @@ class Strategy:
     # how the paper's own reported rows filed under this strategy are shown (results/paper; the
     # leaderboard), when they cannot be told apart by the label: None = display_label()
     paper_label: ClassVar[str | None] = None
+    order: ClassVar[int] = 100  # where a built-in comes in `--strategy all` and tables (references first)
     Knobs: ClassVar[type[Knobs]] = Knobs
     needs: ClassVar[Needs] = Needs()
     lcr_knob: ClassVar[LcrKnob | None] = None

@@ -10,8 +10,12 @@ from __future__ import annotations
 import time
 from typing import Callable, Mapping, Sequence
 
-from edgevlm_eval.model_adapters.base import Adapter, Capabilities
-from edgevlm_eval.core.types import Box, Reply, Request
+from edgevlm_eval.core.adapter import Adapter, Capabilities
+from edgevlm_eval.core.taskconfig import task_from_dict
+from edgevlm_eval.core.types import Box, Frame, Reply, Request, Stream
+
+from .simulator import SimConfig, Simulator
+from .trace import Trace, TraceRecord
 
 
 def frame_of(req: Request) -> tuple[str, int]:
@@ -112,7 +116,6 @@ TOY_LABELS = ["car", "pedestrian", "truck", "traffic cone"]
 
 
 def toy_task(fps: float = 1.0, multi_label: bool = True, labels: Sequence[str] = TOY_LABELS, name: str = "toy"):
-    from edgevlm_eval.core.taskconfig import task_from_dict
 
     return task_from_dict({
         "name": name, "converter": "generic", "dataset": {"required": False}, "fps": fps,
@@ -126,7 +129,6 @@ def toy_task(fps: float = 1.0, multi_label: bool = True, labels: Sequence[str] =
 def toy_streams(task, n_streams: int = 1, n_frames: int = 10, truth: Callable[[str, int], Sequence[str]] | None = None,
                 image_dir: str = "img", scored: Callable[[str, int], bool] | None = None):
     """Streams s0, s1, ... of n_frames frames at the task's fps; image paths are not created."""
-    from edgevlm_eval.core.types import Frame, Stream
 
     out = []
     for k in range(n_streams):
@@ -144,7 +146,6 @@ def toy_trace(streams, latency: Callable[[str, int], float] | float = 0.5,
               ok: Callable[[str, int], bool] | None = None, task: str = "toy", model: str = "scripted-lvlm",
               image_bytes: int | None = 100_000):
     """An in-memory Trace (labels parsed later by Trace.reparse)."""
-    from .trace import Trace, TraceRecord
 
     tr = Trace(header={"format": "edgevlm-eval.trace/1", "task": task, "model": model})
     for s in streams:
@@ -161,7 +162,6 @@ def toy_trace(streams, latency: Callable[[str, int], float] | float = 0.5,
 
 def replay(task, streams, trace, svlm, specs, **cfg_kw):
     """Run the simulator in memory (no log); returns {run id: {stream: [line, ...]}} in frame order."""
-    from .simulator import SimConfig, Simulator
 
     cfg_kw.setdefault("check_images", False)
     cfg_kw.setdefault("edge_latency", 0.1)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from edgevlm_eval.core.errors import DatasetError
+from edgevlm_eval.core.grounding import map_to_space
 from edgevlm_eval.core.io import atomic_write_text
 from edgevlm_eval.core.jsonl import JsonlAppender, read_jsonl
 from edgevlm_eval.core.types import Box, Stream
@@ -121,7 +122,6 @@ class Trace:
         """Labels from the answers with the task's label space (and the unmapped words); ROI labels
         (the model's own words) mapped into the space too, largest ROI per label, unmappable dropped.
         Done at replay, so a trace recorded elsewhere (or with another synonym table) reads the same."""
-        from edgevlm_eval.core.grounding import map_to_space
 
         for r in self.records.values():
             if r.ok:

@@ -7,7 +7,14 @@ Heavy modules (torch, transformers, openai) are imported only when an adapter is
 """
 
 from .base import Adapter, Capabilities, Price
-from .registry import ModelEntry, list_models, load_adapter, resolve, set_models_path, usage_cost
+from .registry import (
+           ModelEntry,
+           list_models,
+           load_adapter,
+           resolve,
+           set_models_path,
+           usage_cost,
+)
 
 __all__ = ["Adapter", "Capabilities", "ModelEntry", "Price", "list_models", "load_adapter", "resolve",
            "set_models_path", "usage_cost"]

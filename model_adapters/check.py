@@ -23,6 +23,7 @@ from edgevlm_eval.core.types import Reply, Request
 
 from .base import Adapter
 from .openai_compat import failure_cause
+from .registry import entry_summary, load_adapter, resolve, usage_cost
 
 # A question any vision-language model can answer about any image (no task's label space).
 NEUTRAL_QUERY = "Describe the image in one short sentence."
@@ -135,7 +136,6 @@ class CheckReport:
 def check_model(spec: str, *, max_new_tokens: int | None = None, **overrides: Any) -> CheckReport:
     """Load `spec`, ask NEUTRAL_QUERY about probe_image() through preflight, report. The answer's
     length is the entry's own max_new_tokens unless given."""
-    from .registry import entry_summary, load_adapter, resolve, usage_cost
 
     entry = resolve(spec)
     adapter = load_adapter(entry, **overrides)

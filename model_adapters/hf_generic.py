@@ -22,7 +22,12 @@ from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Reply, Request
 
 from .base import Adapter
-from .kinds import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, check_checkpoint_folder, hf_capabilities
+from .kinds import (
+    QWEN_MAX_PIXELS,
+    QWEN_MIN_PIXELS,
+    check_checkpoint_folder,
+    hf_capabilities,
+)
 from .prompt import R1_SUFFIX, build_conversation, hf_messages
 from .qwen2_5_vl import parse_dtype
 

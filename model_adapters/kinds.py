@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.grounding import QWEN_CELL, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS
 
 from .base import Capabilities
 
-# Qwen2.5-VL: one merged visual token per 28x28 px cell.
-QWEN_CELL = 28
-# The public Qwen2.5-VL checkpoints' preprocessor limits (transformers-notes.md): at least 4 cells,
-# at most 16384 cells (a 1600x900 frame becomes 1596x896 = 1824 tokens).
-QWEN_MIN_PIXELS = 4 * QWEN_CELL * QWEN_CELL  # 3136
-QWEN_MAX_PIXELS = 16384 * QWEN_CELL * QWEN_CELL  # 12845056
+# Qwen2.5-VL's token cell and the public checkpoints' pixel limits live with its resize rule.
 QWEN_PIXELS = {"min_pixels": QWEN_MIN_PIXELS, "max_pixels": QWEN_MAX_PIXELS}
 # The tiny test model: <= 64 tokens per image, fast on a CPU.
 TINY_PIXELS = {"min_pixels": QWEN_MIN_PIXELS, "max_pixels": 64 * QWEN_CELL * QWEN_CELL}  # 50176

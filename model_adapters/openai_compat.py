@@ -41,7 +41,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from edgevlm_eval.core.answer_span import answer_token_probs, char_ends_from_pieces, is_plain
 from edgevlm_eval.core.errors import ConfigError
-from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding, qwen_resized_size
+from edgevlm_eval.core.grounding import (
+    grounding_prompt,
+    parse_grounding,
+    qwen_resized_size,
+)
 from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Reply, Request
 

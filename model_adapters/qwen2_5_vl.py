@@ -35,7 +35,12 @@ from edgevlm_eval.core.types import Box, Reply, Request, largest_per_label
 
 from .base import Adapter
 from .focus import FocusPlan, ImageFocus, TokenGrid, focus_hook
-from .kinds import QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, check_checkpoint_folder, qwen_capabilities
+from .kinds import (
+    QWEN_MAX_PIXELS,
+    QWEN_MIN_PIXELS,
+    check_checkpoint_folder,
+    qwen_capabilities,
+)
 from .prompt import DEFAULT_SYSTEM, R1_SUFFIX, build_conversation, qwen_chat_text
 
 log = logging.getLogger(__name__)
@@ -227,7 +232,9 @@ class QwenVLAdapter(Adapter):
         checkpoint = check_checkpoint_folder(checkpoint, adapter="qwen2_5_vl", needs=CHECKPOINT_FILES) or checkpoint
 
         from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil,
+        )
 
         kwargs: dict[str, Any] = {"dtype": parse_dtype(dtype)}
         if device_map is not None:

@@ -23,7 +23,7 @@ moves `base_url` to another host without naming `api_key_env` itself sends no ke
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import parse_qsl
@@ -31,45 +31,22 @@ from urllib.parse import parse_qsl
 from edgevlm_eval.core.errors import ConfigError, EdgeVLMError, UnknownNameError
 
 from .base import Adapter, Capabilities, Price
-from .kinds import (BUILTIN_CAPABILITIES, DEMO_LVLM_PIXELS, DEMO_SVLM_PIXELS, QWEN_PIXELS, TINY_PIXELS,
-                    hf_capabilities, openai_capabilities, qwen_capabilities)
+from .entry import BUILTIN, ModelEntry, adapter_class
+from .kinds import (
+    DEMO_LVLM_PIXELS,
+    DEMO_SVLM_PIXELS,
+    QWEN_PIXELS,
+    TINY_PIXELS,
+    hf_capabilities,
+    openai_capabilities,
+    qwen_capabilities,
+)
+from .openai_compat import OpenAIAdapter, url_host
+from .user import load_user_entries
 
 DEMO_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 OPENAI_URL = "https://api.openai.com/v1"  # the `openai:` adapter's own host (its key: $OPENAI_API_KEY)
 MODELS_PATH_ENV = "EDGEVLM_MODELS_PATH"
-BUILTIN = "built-in"
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    adapter: str  # "qwen2_5_vl" | "openai" | "hf" | "package.module:Class" | "/path/file.py:Class"
-    checkpoint: str  # local path, hub id, "tiny", or (openai) the served model name
-    description: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
-    price: Price | None = None  # paid APIs: USD per 1M input / output tokens
-    # The SVLM's per-answer latency on an edge device, a declared figure (seconds): the run's default
-    # edge latency, so that scores never depend on the replaying machine's load. None: no published
-    # figure (the run then asks for --edge-latency).
-    edge_latency_s: float | None = None
-    edge_latency_basis: str = ""  # where the figure comes from
-    source: str = BUILTIN  # "built-in" or the user models file that defines the entry
-
-    @property
-    def capabilities(self) -> Capabilities:
-        """What the adapter can do, without loading weights (a third-party class is imported)."""
-        if self.adapter in BUILTIN_CAPABILITIES:
-            return BUILTIN_CAPABILITIES[self.adapter](self.options)
-        from .user import adapter_class
-
-        return adapter_class(self.adapter, source=self.source, entry=self.name).capabilities_for(dict(self.options))
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "adapter": self.adapter, "checkpoint": self.checkpoint,
-                "description": self.description, "options": dict(self.options),
-                "price": self.price.to_json() if self.price else None,
-                "edge_latency_s": self.edge_latency_s, "edge_latency_basis": self.edge_latency_basis,
-                "source": self.source, "capabilities": self.capabilities.to_json()}
 
 
 @dataclass(frozen=True)
@@ -85,8 +62,6 @@ def _load_qwen(e: ModelEntry) -> Adapter:
 
 
 def _load_openai(e: ModelEntry) -> Adapter:
-    from .openai_compat import OpenAIAdapter
-
     return OpenAIAdapter(e.checkpoint, name=e.name, price=e.price, **e.options)
 
 
@@ -187,8 +162,6 @@ def models_path() -> list[tuple[str, str]]:
 
 def _all_entries() -> list[ModelEntry]:
     """Built-in entries, user entries with `override: true` in their place, then the other user entries."""
-    from .user import load_user_entries
-
     user = load_user_entries(models_path(), builtin=BUILTIN_NAMES)
     by_name = {e.name: e for e in user}
     out = [by_name.pop(e.name, e) for e in _ENTRIES]
@@ -208,6 +181,15 @@ def entry_summary(entry: ModelEntry) -> dict:
     except EdgeVLMError as e:
         return {"name": entry.name, "adapter": entry.adapter, "checkpoint": entry.checkpoint,
                 "description": entry.description, "source": entry.source, "error": str(e)}
+
+
+def missing_key(entry: ModelEntry) -> str | None:
+    """The name of the environment variable an entry needs and that is not set (None: nothing
+    missing), so that a run stops before any conversion or request."""
+    env = entry.options.get("api_key_env")
+    if entry.options.get("require_key") and env and not os.environ.get(env):
+        return str(env)
+    return None
 
 
 def usage_cost(price: Price | ModelEntry | None, prompt_tokens: int | None, completion_tokens: int | None
@@ -246,8 +228,6 @@ def parse_options(query: str, spec: str) -> dict[str, Any]:
 
 
 def _host(url: Any) -> str:
-    from .openai_compat import url_host
-
     return url_host(str(url)) if url else ""
 
 
@@ -305,8 +285,6 @@ def load_adapter(spec: str | ModelEntry, **overrides: Any) -> Adapter:
         if entry.adapter in _ADAPTERS:
             adapter = _ADAPTERS[entry.adapter].load(entry)
         else:
-            from .user import adapter_class
-
             cls = adapter_class(entry.adapter, source=entry.source, entry=entry.name)
             adapter = cls(entry.checkpoint, name=entry.name, **entry.options)
     except TypeError as e:

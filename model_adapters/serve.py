@@ -45,7 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from fastapi import Request as HTTPRequest  # module level: FastAPI resolves the string annotations here
+from fastapi import (
+    Request as HTTPRequest,  # module level: FastAPI resolves the string annotations here
+)
 
 from edgevlm_eval.core.types import HistoryEntry, Reply, Request
 

@@ -125,7 +125,9 @@ def build_tiny_qwen(seed: int = 0, hidden: int = 64, layers: int = 2) -> TinyQwe
     """The tiny model (eval mode, float32, CPU). Cached per process: treat it as read-only."""
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     tokenizer = _train_tokenizer()
     config = tiny_config(tokenizer, hidden=hidden, layers=layers)

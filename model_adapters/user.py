@@ -23,18 +23,15 @@ classmethod `capabilities_for(options)`). Errors name the file, the entry and th
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import hashlib
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from edgevlm_eval.core.errors import ConfigError
 
-from .base import Adapter, Price
+from .base import Price
+from .entry import ModelEntry
 from .kinds import BUILTIN_CAPABILITIES
 
 KEYS = ("name", "adapter", "checkpoint", "description", "options", "price", "edge_latency_s", "edge_latency_basis",
@@ -45,7 +42,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 _cache: dict[tuple, list] = {}  # parsed files by (path, mtime, size)
-_classes: dict[tuple, type] = {}  # imported third-party classes
 
 
 def model_files(path: Sequence[tuple[str, str]]) -> list[Path]:
@@ -99,8 +95,6 @@ def load_user_entries(path: Sequence[tuple[str, str]], *, builtin: Iterable[str]
 def parse_models_file(path: Path) -> list[tuple[Any, bool]]:
     """[(ModelEntry, override)] of one models file."""
     import yaml
-
-    from .registry import ModelEntry
 
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -211,43 +205,3 @@ def _adapter_ref(ref: str, path: Path, bad) -> str:
     return ref
 
 
-def adapter_class(ref: str, *, source: str = "", entry: str = "") -> type[Adapter]:
-    """The third-party Adapter class a reference names (imported once per file version)."""
-    target, _, cls_name = ref.rpartition(":")
-    where = dict(path=source or None, key="adapter")
-    label = f"entry '{entry}': " if entry else ""
-    try:
-        if target.endswith(".py"):
-            file = Path(target)
-            if not file.is_file():
-                raise ConfigError(f"{label}adapter file not found: {file}", **where)
-            st = file.stat()
-            key = (str(file), st.st_mtime_ns, st.st_size, cls_name)
-            if key in _classes:
-                return _classes[key]
-            mod_name = "edgevlm_user_adapter_" + hashlib.sha1(str(file).encode()).hexdigest()[:12]
-            spec = importlib.util.spec_from_file_location(mod_name, file)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module  # dataclasses and pickling look the module up by name
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(mod_name, None)
-                raise
-        else:
-            key = (target, cls_name)
-            if key in _classes:
-                return _classes[key]
-            module = importlib.import_module(target)
-        cls = getattr(module, cls_name)
-    except ConfigError:
-        raise
-    except AttributeError:
-        raise ConfigError(f"{label}{target} has no class {cls_name}", **where) from None
-    except Exception as e:  # noqa: BLE001 - a user module failing to import: say which and why
-        raise ConfigError(f"{label}cannot import adapter {ref}: {type(e).__name__}: {e}", **where) from None
-    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise ConfigError(f"{label}{ref} is not an Adapter subclass (expected a class deriving from "
-                          "edgevlm_eval.model_adapters.base.Adapter)", **where)
-    _classes[key] = cls
-    return cls

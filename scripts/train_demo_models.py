@@ -57,13 +57,14 @@ from edgevlm_eval.model_adapters.qwen2_5_vl import IMAGE_TOKEN, QwenVLAdapter
 from edgevlm_eval.model_adapters.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, tiny_config
 from edgevlm_eval.tasks import load_task
 from edgevlm_eval.tasks.demo import CLASSES, generate_world, render
+from edgevlm_eval.core.grounding import QWEN_MIN_PIXELS
 from edgevlm_eval.core.types import Focus, HistoryEntry, Request, largest_per_label
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model_adapters" / "checkpoints"
 
 TRAIN_SEED = 1000  # demo worlds for training: seeds TRAIN_SEED.. (evaluation: the task's seed 0)
-MIN_PIXELS = 3136
+MIN_PIXELS = QWEN_MIN_PIXELS
 LVLM_MAX_PIXELS = 448 * 252  # the whole 448x252 frame: 16x9 = 144 visual tokens
 SVLM_MAX_PIXELS = 224 * 140  # a 448x252 frame becomes 224x112 (8x4 = 32 tokens): specks vanish
 NONE = "none"  # what the task's query asks for when nothing is present

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
-from edgevlm_eval.core.taskconfig import TaskConfig, load_task_file
 from edgevlm_eval.core.errors import ConfigError, DatasetError, UnknownNameError
+from edgevlm_eval.core.taskconfig import TaskConfig, load_task_file
 from edgevlm_eval.core.types import Box, Frame, Stream
 
 TASKS_DIR = Path(__file__).resolve().parent
@@ -105,8 +105,8 @@ def get_converter(name: str) -> Converter:
         module, _, attr = name.partition(":")
         try:
             cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"cannot load converter '{name}': {e}", key="converter") from None
+        except Exception as e:  # noqa: BLE001 - a user's module may fail to import in any way (SyntaxError, ...)
+            raise ConfigError(f"cannot load converter '{name}': {type(e).__name__}: {e}", key="converter") from None
         if not (isinstance(cls, type) and issubclass(cls, Converter)):
             raise ConfigError(f"'{name}' is not a Converter subclass", key="converter")
         return cls()
@@ -127,7 +127,12 @@ def converter_names() -> list[str]:
 
 
 def task_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """The folders searched for task YAMLs: `extra` (--tasks-dir, which must exist), then
+    $EDGEVLM_TASKS_PATH (folders that do not exist are skipped), then the shipped tasks."""
     dirs = [Path(p) for p in extra]
+    for d in dirs:
+        if not d.is_dir():
+            raise ConfigError("task folder (--tasks-dir) not found or not a folder", path=str(d))
     env = os.environ.get(TASKS_PATH_ENV, "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
     dirs.append(TASKS_DIR)

@@ -16,7 +16,8 @@ Labels: 1 breaking, 2 mixing, 3 baking, 4 turning, 5 cutting, 6 boiling, 7 seaso
 -1000 none. A line's frame number names the image `<frame>.jpg`. labels.txt may hold one line
 fewer than there are images: a frame without a line (the last one) is treated as none, like a
 -1000 frame (the annotators gave it no action); lines for frames with no image are ignored (both
-are counted in the stream meta).
+are counted in the stream meta). More than one image after the last line means a file cut short:
+an error, as is an empty labels.txt.
 
 Sampling: image n is at n / 30 s (the Kinect's 30 fps, assumed: no source states it);
 `sample_timestamps` over these times (for a gap-free folder exactly `sample_regular`: images 0,
@@ -28,11 +29,13 @@ Images are not opened here: a missing or unreadable image is reported per frame 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.io import read_text
 from edgevlm_eval.core.sampling import sample_timestamps
 from edgevlm_eval.core.types import Stream
 
@@ -64,24 +67,27 @@ def read_labels(path: Path) -> dict[int, int]:
     """frame number -> label code, from a KSCGR labels.txt."""
     out: dict[int, int] = {}
     expected = "'<frame>\\t<label>' with integers, label 1..8 or -1000"
-    with open(path, encoding="utf-8-sig") as fh:  # -sig: a BOM is no part of the first frame number
-        for n, line in enumerate(fh, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or not all(re.fullmatch(r"-?\d+", p) for p in parts):
-                raise DatasetError(f"ACE: line {n}: expected {expected}, got {line.rstrip()!r}", path=str(path),
-                                   expected=LAYOUT)
-            frame, code = int(parts[0]), int(parts[1])
-            if code not in ACTIONS and code != NONE_CODE:
-                raise DatasetError(f"ACE: line {n}: unknown label {code}; known: 1..8 "
-                                   f"({', '.join(ACTIONS.values())}) and -1000 (none)", path=str(path),
-                                   expected=LAYOUT)
-            if frame < 0:
-                raise DatasetError(f"ACE: line {n}: negative frame number {frame}", path=str(path), expected=LAYOUT)
-            if frame in out:
-                raise DatasetError(f"ACE: line {n}: frame {frame} is labelled twice", path=str(path), expected=LAYOUT)
-            out[frame] = code
+    text = read_text(path, what="ACE labels file", expected=LAYOUT)  # a BOM is no part of the first frame number
+    for n, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not all(re.fullmatch(r"-?\d+", p) for p in parts):
+            raise DatasetError(f"ACE: line {n}: expected {expected}, got {line.rstrip()!r}", path=str(path),
+                               expected=LAYOUT)
+        frame, code = int(parts[0]), int(parts[1])
+        if code not in ACTIONS and code != NONE_CODE:
+            raise DatasetError(f"ACE: line {n}: unknown label {code}; known: 1..8 "
+                               f"({', '.join(ACTIONS.values())}) and -1000 (none)", path=str(path),
+                               expected=LAYOUT)
+        if frame < 0:
+            raise DatasetError(f"ACE: line {n}: negative frame number {frame}", path=str(path), expected=LAYOUT)
+        if frame in out:
+            raise DatasetError(f"ACE: line {n}: frame {frame} is labelled twice", path=str(path), expected=LAYOUT)
+        out[frame] = code
+    if not out:
+        raise DatasetError("ACE: the labels file is empty (expected one line per frame)", path=str(path),
+                           expected=LAYOUT)
     return out
 
 
@@ -101,7 +107,10 @@ class ACE(Converter):
 
     def videos(self, ctx: ConvertContext) -> list[Video]:
         """The videos of the split: folders holding image_jpg/ or labels.txt, at depth 1 or 2."""
-        if ctx.root is None or not Path(ctx.root).is_dir():
+        if ctx.root is None:
+            raise DatasetError("ACE: the converter reads a dataset root (dataset.required must not be false)",
+                               expected=self.layout)
+        if not Path(ctx.root).is_dir():
             raise DatasetError("ACE: dataset root is not a folder", path=str(ctx.root), expected=self.layout)
         root = Path(ctx.root).resolve()  # frames carry absolute image paths
         split = self._split(ctx)
@@ -148,8 +157,9 @@ class ACE(Converter):
             raise ConfigError(f"ACE frames send one image, not {ctx.task.images_per_query}", path=ctx.task.source,
                               key="images_per_query")
         fps = ctx.options["source_fps"]
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0:
-            raise ConfigError(f"expected a positive number, got {fps!r}", path=ctx.task.source,
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise ConfigError(f"expected a positive finite number (frames per second), got {fps!r}",
+                              path=ctx.task.source,
                               key="converter_options.source_fps")
         return float(fps)
 
@@ -165,13 +175,25 @@ class ACE(Converter):
             if not labels_file.is_file():
                 raise DatasetError(f"ACE: video {video.name} has no {LABELS_FILE}", path=str(labels_file),
                                    expected=self.layout)
-            names = {int(m.group(1)): m.group(0) for m in map(_IMAGE.match, (p.name for p in image_dir.iterdir()))
-                     if m}  # frame number -> file name
+            names: dict[int, str] = {}  # frame number -> file name
+            for m in sorted(filter(None, map(_IMAGE.match, (p.name for p in image_dir.iterdir()))), key=lambda m: m[0]):
+                n = int(m.group(1))
+                if n in names:  # 7.jpg and 007.jpg: which one is frame 7?
+                    raise DatasetError(f"ACE: video {video.name}: {names[n]} and {m.group(0)} are both frame {n}",
+                                       path=str(image_dir), expected=self.layout)
+                names[n] = m.group(0)
             numbers = sorted(names)
             if not numbers:
                 raise DatasetError(f"ACE: video {video.name} has no frames (<n>.jpg)", path=str(image_dir),
                                    expected=self.layout)
             codes = read_labels(labels_file)
+            # The format leaves at most the last frame without a line; more unlabelled frames at the
+            # end means a file cut short, whose frames would silently all become "none".
+            trailing = sum(1 for n in numbers if n > max(codes))
+            if trailing > 1:
+                raise DatasetError(f"ACE: video {video.name}: labels.txt ends at frame {max(codes)} but the images go "
+                                   f"on to {numbers[-1]}.jpg: {trailing} frames have no line (at most the last one "
+                                   "may lack one); is the file cut short?", path=str(labels_file), expected=self.layout)
             picks = sample_timestamps([n / source_fps for n in numbers], ctx.task.fps)
             frames = []
             for t, j in picks:

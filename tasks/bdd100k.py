@@ -23,12 +23,14 @@ Images are not opened here: a missing image is reported per frame at run time by
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.io import read_text
 from edgevlm_eval.core.sampling import sample_timestamps
 from edgevlm_eval.core.types import Box, Stream
 
@@ -91,8 +93,19 @@ class BDD100KMOT(Converter):
     def _split(self, ctx: ConvertContext) -> str:
         return str(ctx.task.dataset.get("split") or "val")
 
+    def _root(self, ctx: ConvertContext) -> Path:
+        if ctx.root is None:
+            raise DatasetError("BDD100K MOT: the converter reads a dataset root (dataset.required must not be false)",
+                               expected=self.layout)
+        for key in ("labels_dir", "images_dir"):
+            v = ctx.options[key]
+            if not isinstance(v, str) or not v.strip():
+                raise ConfigError(f"expected a folder under the root, got {v!r}", path=ctx.task.source,
+                                  key=f"converter_options.{key}")
+        return Path(ctx.root)
+
     def _label_files(self, ctx: ConvertContext) -> list[Path]:
-        base = ctx.root / ctx.options["labels_dir"]
+        base = self._root(ctx) / ctx.options["labels_dir"]
         split = self._split(ctx)
         folder, combined = base / split, base / f"{split}.json"
         if folder.is_dir():
@@ -109,7 +122,7 @@ class BDD100KMOT(Converter):
     def inputs(self, ctx: ConvertContext) -> list[Path]:
         try:
             return self._label_files(ctx)
-        except DatasetError:
+        except (DatasetError, ConfigError):
             return []  # convert() raises the error with its context
 
     # -- options --------------------------------------------------------------------------------
@@ -117,15 +130,15 @@ class BDD100KMOT(Converter):
     def _check_options(self, ctx: ConvertContext) -> dict[str, str]:
         opts, src = ctx.options, ctx.task.source
         policy = opts["category_policy"]
-        if policy not in POLICIES:
+        if not isinstance(policy, str) or policy not in POLICIES:
             raise ConfigError(f"unknown category_policy {policy!r}; known: {', '.join(POLICIES)}",
                               path=src, key="converter_options.category_policy")
-        if opts["crowd"] not in CROWD_MODES:
+        if not isinstance(opts["crowd"], str) or opts["crowd"] not in CROWD_MODES:
             raise ConfigError(f"expected one of {', '.join(CROWD_MODES)}, got {opts['crowd']!r}",
                               path=src, key="converter_options.crowd")
         area = opts["min_box_area"]
-        if isinstance(area, bool) or not isinstance(area, (int, float)) or area < 0:
-            raise ConfigError(f"expected a number >= 0 (square pixels), got {area!r}",
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0:
+            raise ConfigError(f"expected a finite number >= 0 (square pixels), got {area!r}",
                               path=src, key="converter_options.min_box_area")
         mapping = POLICIES[policy]
         # The policy's labels must be the task's label space, or frames would fail the label
@@ -143,7 +156,7 @@ class BDD100KMOT(Converter):
 
     def _read(self, path: Path, combined: bool) -> list[_Record]:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path, what="BDD100K MOT label file", expected=self.layout))
         except json.JSONDecodeError as e:
             raise DatasetError(f"BDD100K MOT: malformed JSON (line {e.lineno}, column {e.colno}): {e.msg}",
                                path=str(path), expected=self.layout) from None
@@ -152,6 +165,9 @@ class BDD100KMOT(Converter):
         if not isinstance(data, list):
             raise DatasetError(f"BDD100K MOT: expected a list of frame records, got {type(data).__name__}",
                                path=str(path), expected=self.layout)
+        if not data:
+            raise DatasetError("BDD100K MOT: the label file holds no frame records", path=str(path),
+                               expected=self.layout)
         out = []
         for i, rec in enumerate(data):
             if not isinstance(rec, dict):
@@ -206,9 +222,15 @@ class BDD100KMOT(Converter):
             if isinstance(b, dict):
                 try:
                     box = Box(label, float(b["x1"]), float(b["y1"]), float(b["x2"]), float(b["y2"]))
+                    if any(isinstance(b[c], bool) for c in ("x1", "y1", "x2", "y2")):
+                        raise TypeError
                 except (KeyError, TypeError, ValueError):
                     raise DatasetError(f"BDD100K MOT: frame {rec.frame_index} label {k}: box2d needs numeric "
                                        f"x1, y1, x2, y2, got {b!r}", path=str(path)) from None
+                if not all(math.isfinite(v) for v in (box.x1, box.y1, box.x2, box.y2)) \
+                        or box.x2 < box.x1 or box.y2 < box.y1:
+                    raise DatasetError(f"BDD100K MOT: frame {rec.frame_index} label {k}: box2d must be finite with "
+                                       f"x1 <= x2 and y1 <= y2, got {b!r}", path=str(path))
             if opts["min_box_area"] and (box is None or box.area < float(opts["min_box_area"])):
                 continue
             present.add(label)
@@ -223,9 +245,9 @@ class BDD100KMOT(Converter):
         split = self._split(ctx)
         files = self._label_files(ctx)
         order = ctx.task.label_space.names
-        images = ctx.root / ctx.options["images_dir"] / split
+        images = self._root(ctx) / ctx.options["images_dir"] / split
         by_video: dict[str, list[tuple[_Record, Path]]] = defaultdict(list)
-        combined = len(files) == 1 and files[0].parent == ctx.root / ctx.options["labels_dir"]
+        combined = len(files) == 1 and files[0].parent == self._root(ctx) / ctx.options["labels_dir"]
         for path in files:
             for rec in self._read(path, combined):
                 by_video[rec.video].append((rec, path))

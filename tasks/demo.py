@@ -51,6 +51,7 @@ stream cache's work folder: <work_dir>/<stream id>/<index:04d>.png.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.io import atomic_write_bytes
 from edgevlm_eval.core.types import Box, Stream
 
 from . import ConvertContext, Converter, register_converter
@@ -108,6 +110,12 @@ SIDEWALK_M = 3.2
 NEAREST_M = 3.0  # an object closer than this has passed the camera
 DETAIL_PX = 12  # below this height an object is a solid block of its colour
 MAX_OBJECTS = 120  # per frame: the id mask holds ids 1..120 (class colour) and 121..240 (other parts)
+# Bounds on the converter's options (generate_world itself takes anything).
+MAX_SIDE_PX = 4096
+MAX_DENSITY = 100.0
+MAX_DISTANCE_M = 1000.0
+MAX_FRAMES = 100_000
+MAX_STREAM_S = 24 * 3600
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -694,12 +702,14 @@ class DemoConverter(Converter):
         streams = []
         for ds in world:
             folder = Path(ctx.work_dir) / ds.id
-            folder.mkdir(parents=True, exist_ok=True)
             paths: list[Path] = []
             frames = []
             for f in ds.frames:
                 path = folder / f"{f.index:04d}.png"
-                render(f).save(path, format="PNG")
+                buf = io.BytesIO()
+                render(f).save(buf, format="PNG")
+                # a full disk raises a WriteError naming the file and never leaves half a PNG
+                atomic_write_bytes(path, buf.getvalue(), fsync=False)
                 paths.append(path)
                 # earlier sampled frames first; the stream's first frames repeat frame 0
                 images = [paths[max(0, f.index - j)] for j in range(k - 1, -1, -1)]
@@ -714,23 +724,30 @@ class DemoConverter(Converter):
 
     def _checked(self, ctx: ConvertContext) -> dict[str, Any]:
         opts = dict(ctx.options)
-        ints = {"seed": 0, "n_streams": 1, "frames_per_stream": 1, "width": 32, "height": 32, "max_objects": 1,
-                "min_visible_px": 1}
-        for key, lo in ints.items():
+        src = ctx.task.source
+        # (lowest, highest): the upper bounds keep a typo from rendering for hours or filling memory
+        ints = {"seed": (0, None), "n_streams": (1, None), "frames_per_stream": (1, None), "width": (32, MAX_SIDE_PX),
+                "height": (32, MAX_SIDE_PX), "max_objects": (1, MAX_OBJECTS), "min_visible_px": (1, None)}
+        for key, (lo, hi) in ints.items():
             v = opts[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ConfigError(f"expected an integer >= {lo}, got {v!r}", path=ctx.task.source,
-                                  key=f"converter_options.{key}")
-        if opts["max_objects"] > MAX_OBJECTS:
-            raise ConfigError(f"expected at most {MAX_OBJECTS}, got {opts['max_objects']}", path=ctx.task.source,
-                              key="converter_options.max_objects")
-        for key in ("density", "max_distance_m"):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                want = f"an integer >= {lo}" if hi is None else f"an integer {lo}..{hi}"
+                raise ConfigError(f"expected {want}, got {v!r}", path=src, key=f"converter_options.{key}")
+        floats = {"density": (0.0, MAX_DENSITY), "max_distance_m": (20.0, MAX_DISTANCE_M)}
+        for key, (lo, hi) in floats.items():
             v = opts[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise ConfigError(f"expected a positive number, got {v!r}", path=ctx.task.source,
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"expected a positive finite number, got {v!r}", path=src,
                                   key=f"converter_options.{key}")
+            if not lo <= v <= hi:
+                raise ConfigError(f"expected {lo:g}..{hi:g}, got {v!r}", path=src, key=f"converter_options.{key}")
             opts[key] = float(v)
-        if opts["max_distance_m"] < 20:
-            raise ConfigError("expected at least 20 (metres)", path=ctx.task.source,
-                              key="converter_options.max_distance_m")
+        total = opts["n_streams"] * opts["frames_per_stream"]
+        if total > MAX_FRAMES:
+            raise ConfigError(f"n_streams x frames_per_stream = {total:,} frames; the demo world renders at most "
+                              f"{MAX_FRAMES:,} (several GB of PNGs)", path=src, key="converter_options.n_streams")
+        if opts["frames_per_stream"] / ctx.task.fps > MAX_STREAM_S:
+            raise ConfigError(f"{opts['frames_per_stream']} frames at {ctx.task.fps:g} FPS last more than "
+                              f"{MAX_STREAM_S // 3600} hours; the demo road is generated for the whole duration",
+                              path=src, key="fps")
         return opts

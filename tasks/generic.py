@@ -11,10 +11,14 @@
   stream's folder (its file name, or its name without extension) or, with `frame_key: index`,
   its 0-based position in name order. `labels` holds the frame's labels separated by
   `label_separator` (default ';'); an empty cell (or 'none') is a frame with no labels.
-  Column names can be changed with `columns`.
-- labels.jsonl: one object per line with the same keys; `labels` is a list of strings (or one
-  string split like the CSV cell) and an optional `boxes` is a list of [label, x1, y1, x2, y2]
-  in the image's pixels (the ROIs for visual focus).
+  Column names can be changed with `columns`. A row with fewer or more fields than the header (a
+  missing labels cell, labels split on commas) is an error naming the line: it would otherwise
+  read as "no labels" or as the first label only.
+- labels.jsonl: one object per line with the same keys; `labels` (required: [] for none) is a
+  list of strings (or one string split like the CSV cell) and an optional `boxes` is a list of
+  [label, x1, y1, x2, y2] in the image's pixels (the ROIs for visual focus; finite, x1 <= x2,
+  y1 <= y2, labels among the frame's).
+- Both files are UTF-8 text; another encoding is an error naming the file and the line.
 - Labels must be names (or synonyms) of the task's label space; matching folds case, spaces,
   hyphens and underscores ("Traffic_Cone" is "traffic cone"). Anything else is an error naming
   the file, the line and the label. Single-label tasks need exactly one label per frame (an empty
@@ -29,13 +33,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.io import read_text
 from edgevlm_eval.core.labels import normalize
 from edgevlm_eval.core.sampling import sample_regular
 from edgevlm_eval.core.types import Box, Stream
@@ -98,11 +105,12 @@ class GenericConverter(Converter):
 
         if not isinstance(o["frames_dir"], str) or not o["frames_dir"]:
             raise bad("frames_dir", "a folder name")
-        if o["labels_file"] is not None and not isinstance(o["labels_file"], str):
-            raise bad("labels_file", "a file name")
+        if o["labels_file"] is not None and (not isinstance(o["labels_file"], str) or not o["labels_file"].strip()):
+            raise bad("labels_file", "a file name under the root")
         fps = o["source_fps"]
-        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
-            raise bad("source_fps", "a positive number (frames per second of the frames folder)")
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps)
+                                or fps <= 0):
+            raise bad("source_fps", "a positive finite number (frames per second of the frames folder)")
         o["source_fps"] = float(fps) if fps is not None else ctx.task.fps
         pats = [o["pattern"]] if isinstance(o["pattern"], str) else o["pattern"]
         if not isinstance(pats, list) or not pats or not all(isinstance(p, str) and p for p in pats):
@@ -115,6 +123,8 @@ class GenericConverter(Converter):
                 not all(isinstance(v, str) and v for v in cols.values()):
             raise bad("columns", f"a mapping with some of the keys {sorted(_DEFAULT_COLUMNS)} to column names")
         o["columns"] = {**_DEFAULT_COLUMNS, **cols}
+        if len(set(o["columns"].values())) != len(o["columns"]):
+            raise bad("columns", "a different column name for each of stream, frame, labels and boxes")
         if o["frame_key"] not in ("name", "index"):
             raise bad("frame_key", "'name' (the image's file name) or 'index' (0-based position in name order)")
         if o["unlabeled"] not in ("error", "skip", "empty"):
@@ -195,52 +205,98 @@ class GenericConverter(Converter):
 
     def read_labels(self, ctx: ConvertContext, opts: dict) -> tuple[Path, list[LabelRow]]:
         path = self._labels_path(ctx, opts)
-        cols, sep = opts["columns"], opts["label_separator"]
+        text = read_text(path, what="labels file", expected=self._layout(ctx))
         table = self._label_table(ctx)
-        rows: list[LabelRow] = []
         if path.suffix.lower() == ".jsonl":
-            with open(path, encoding="utf-8-sig") as fh:
-                for line, text in enumerate(fh, start=1):
-                    if not text.strip():
-                        continue
-                    try:
-                        rec = json.loads(text)
-                    except json.JSONDecodeError as e:
-                        raise DatasetError(f"line {line}: not JSON ({e.msg})", path=str(path)) from None
-                    if not isinstance(rec, dict):
-                        raise DatasetError(f"line {line}: expected a JSON object", path=str(path))
-                    missing = [cols[k] for k in ("stream", "frame") if cols[k] not in rec]
-                    if missing:
-                        raise DatasetError(f"line {line}: missing key(s) {missing}", path=str(path),
-                                           expected=self._layout(ctx))
-                    labels = rec.get(cols["labels"], [])
-                    if labels is None:
-                        labels = []
-                    if isinstance(labels, str):
-                        labels = labels.split(sep)
-                    if not isinstance(labels, list):
-                        raise DatasetError(f"line {line}: '{cols['labels']}' must be a list of labels or a string",
-                                           path=str(path))
-                    rows.append(LabelRow(str(rec[cols["stream"]]), self._frame_ref(rec[cols["frame"]], path, line),
-                                         self._map_labels(ctx, labels, table, path, line),
-                                         self._boxes(ctx, rec.get(cols["boxes"]), table, path, line), line))
-        else:
-            with open(path, encoding="utf-8-sig", newline="") as fh:
-                reader = csv.DictReader(fh)
-                header = reader.fieldnames or []
-                missing = [cols[k] for k in ("stream", "frame", "labels") if cols[k] not in header]
-                if missing:
-                    raise DatasetError(f"missing column(s) {missing}; the header has {header}", path=str(path),
+            return path, self._read_jsonl(ctx, opts, path, text, table)
+        return path, self._read_csv(ctx, opts, path, text, table)
+
+    def _read_jsonl(self, ctx: ConvertContext, opts: dict, path: Path, text: str,
+                    table: dict[str, str]) -> list[LabelRow]:
+        cols, sep = opts["columns"], opts["label_separator"]
+        rows: list[LabelRow] = []
+        for line, record in enumerate(text.splitlines(), start=1):
+            if not record.strip():
+                continue
+            try:
+                rec = json.loads(record)
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"line {line}: not JSON ({e.msg}, column {e.colno}; a file cut short?)",
+                                   path=str(path), expected=self._layout(ctx)) from None
+            if not isinstance(rec, dict):
+                raise DatasetError(f"line {line}: expected a JSON object, got {type(rec).__name__}", path=str(path),
+                                   expected=self._layout(ctx))
+            # a record without its labels is an error, not a frame with no objects: [] says that
+            missing = [cols[k] for k in ("stream", "frame", "labels") if cols[k] not in rec]
+            if missing:
+                raise DatasetError(f"line {line}: missing key(s) {missing} (a frame with no labels has "
+                                   f"\"{cols['labels']}\": [])", path=str(path), expected=self._layout(ctx))
+            labels = rec[cols["labels"]]
+            if isinstance(labels, str):
+                labels = labels.split(sep)
+            if not isinstance(labels, list):
+                raise DatasetError(f"line {line}: '{cols['labels']}' must be a list of labels or a string, got "
+                                   f"{labels!r} (a frame with no labels has [])", path=str(path))
+            stream = rec[cols["stream"]]
+            if not isinstance(stream, (str, int)) or isinstance(stream, bool) or not str(stream).strip():
+                raise DatasetError(f"line {line}: bad '{cols['stream']}' {stream!r} (a stream folder name)",
+                                   path=str(path))
+            mapped = self._map_labels(ctx, labels, table, path, line)
+            boxes = self._boxes(ctx, rec.get(cols["boxes"]), table, path, line)
+            stray = sorted({b.label for b in boxes} - set(mapped))
+            if stray:
+                raise DatasetError(f"line {line}: boxes of {stray}, which are not among the frame's labels "
+                                   f"{list(mapped)}", path=str(path))
+            rows.append(LabelRow(str(stream).strip(), self._frame_ref(rec[cols["frame"]], path, line), mapped, boxes,
+                                 line))
+        return rows
+
+    def _read_csv(self, ctx: ConvertContext, opts: dict, path: Path, text: str,
+                  table: dict[str, str]) -> list[LabelRow]:
+        cols, sep = opts["columns"], opts["label_separator"]
+        rows: list[LabelRow] = []
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = next(reader, [])
+            missing = [cols[k] for k in ("stream", "frame", "labels") if cols[k] not in header]
+            if missing:
+                raise DatasetError(f"missing column(s) {missing}; the header has {header}", path=str(path),
+                                   expected=self._layout(ctx))
+            twice = sorted({cols[k] for k in ("stream", "frame", "labels") if header.count(cols[k]) > 1})
+            if twice:
+                raise DatasetError(f"column(s) {twice} appear more than once in the header {header}", path=str(path),
+                                   expected=self._layout(ctx))
+            pos = {k: header.index(cols[k]) for k in ("stream", "frame", "labels")}
+            while True:
+                line = reader.line_num + 1  # where the record starts (a quoted cell may span lines)
+                rec = next(reader, None)
+                if rec is None:
+                    break
+                if not rec or not "".join(rec).strip():
+                    continue
+                # A short row would read its labels as "no labels", a long one (labels split on
+                # commas) would keep only the first: both change the ground truth, so both stop here.
+                if len(rec) != len(header):
+                    hint = ""
+                    if len(rec) > len(header):
+                        hint = (f"; labels are separated by {sep!r} (converter_options.label_separator), or put a "
+                                "cell that holds commas in double quotes")
+                    raise DatasetError(f"line {line}: {len(rec)} field(s), the header has {len(header)} "
+                                       f"({','.join(header)}){hint}: {','.join(rec)!r}", path=str(path),
                                        expected=self._layout(ctx))
-                for rec in reader:
-                    line = reader.line_num
-                    stream = (rec[cols["stream"]] or "").strip()
-                    if not stream:
-                        raise DatasetError(f"line {line}: empty '{cols['stream']}'", path=str(path))
-                    labels = (rec[cols["labels"]] or "").split(sep)
-                    rows.append(LabelRow(stream, self._frame_ref((rec[cols["frame"]] or "").strip(), path, line),
-                                         self._map_labels(ctx, labels, table, path, line), (), line))
-        return path, rows
+                if any("\n" in cell or "\r" in cell for cell in rec):
+                    raise DatasetError(f"line {line}: a quoted cell runs over lines {line}..{reader.line_num} (a double "
+                                       "quote left open?)", path=str(path), expected=self._layout(ctx))
+                stream = rec[pos["stream"]].strip()
+                if not stream:
+                    raise DatasetError(f"line {line}: empty '{cols['stream']}'", path=str(path))
+                labels = rec[pos["labels"]].split(sep)
+                rows.append(LabelRow(stream, self._frame_ref(rec[pos["frame"]].strip(), path, line),
+                                     self._map_labels(ctx, labels, table, path, line), (), line))
+        except csv.Error as e:
+            raise DatasetError(f"line {reader.line_num}: malformed CSV ({e})", path=str(path),
+                               expected=self._layout(ctx)) from None
+        return rows
 
     def _frame_ref(self, value: Any, path: Path, line: int) -> str | int:
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
@@ -257,8 +313,10 @@ class GenericConverter(Converter):
         out = []
         for b in value:
             if not (isinstance(b, list) and len(b) == 5 and isinstance(b[0], str)
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b[1:])):
-                raise DatasetError(f"line {line}: a box is [label, x1, y1, x2, y2], got {b!r}", path=str(path))
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in b[1:])
+                    and b[1] <= b[3] and b[2] <= b[4]):
+                raise DatasetError(f"line {line}: a box is [label, x1, y1, x2, y2] with finite numbers, x1 <= x2 and "
+                                   f"y1 <= y2, got {b!r}", path=str(path))
             label = table.get(normalize(b[0]).strip())
             if label is None:
                 raise DatasetError(f"line {line}: box label '{b[0]}' is not in the label space of task "

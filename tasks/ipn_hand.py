@@ -28,17 +28,20 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.io import read_text
 from edgevlm_eval.core.sampling import sample_regular
 from edgevlm_eval.core.types import Stream
 
 from . import ConvertContext, Converter, register_converter
 
 SOURCE_FPS = 30.0
+MAX_SOURCE_FRAMES = int(24 * 3600 * SOURCE_FPS)
 # (class id, code, name): the IPN Hand paper's table (README of GibranBenitez/IPN-hand).
 IPN_CLASSES: tuple[tuple[int, str, str], ...] = (
     (1, "D0X", "non-gesture"),
@@ -107,10 +110,33 @@ class IPNHand(Converter):
     def _split(self, ctx: ConvertContext) -> str:
         return str(ctx.task.dataset.get("split") or "test")
 
+    def _root(self, ctx: ConvertContext) -> Path:
+        """The dataset root, with the options that name paths under it checked."""
+        if ctx.root is None:
+            raise DatasetError("IPN Hand: the converter reads a dataset root (dataset.required must not be false)",
+                               expected=self.layout)
+        o, src = ctx.options, ctx.task.source
+
+        def name(v) -> bool:
+            return isinstance(v, str) and bool(v.strip())
+
+        given = o.get("annotation_file")
+        if given is not None and not (name(given) or isinstance(given, list) and given and all(map(name, given))):
+            raise ConfigError(f"expected a file name under the root or a list of them, got {given!r}", path=src,
+                              key="converter_options.annotation_file")
+        if o.get("class_index_file") is not None and not name(o["class_index_file"]):
+            raise ConfigError(f"expected a file name under the root, got {o['class_index_file']!r}", path=src,
+                              key="converter_options.class_index_file")
+        if not name(o.get("frames_dir")):
+            raise ConfigError(f"expected a folder name under the root, got {o.get('frames_dir')!r}", path=src,
+                              key="converter_options.frames_dir")
+        return Path(ctx.root)
+
     def _annotation_files(self, ctx: ConvertContext) -> list[Path]:
+        root = self._root(ctx)
         given = ctx.options.get("annotation_file")
         if given:
-            files = [ctx.root / p for p in ([given] if isinstance(given, str) else given)]
+            files = [root / p for p in ([given] if isinstance(given, str) else given)]
             for f in files:
                 if not f.is_file():
                     raise DatasetError("IPN Hand: annotation file (converter_options.annotation_file) not found",
@@ -122,7 +148,7 @@ class IPNHand(Converter):
                               path=ctx.task.source, key="dataset.split")
 
         def first(cands: tuple[str, ...]) -> Path | None:
-            return next((ctx.root / c for c in cands if (ctx.root / c).is_file()), None)
+            return next((root / c for c in cands if (root / c).is_file()), None)
 
         found = first(SPLIT_FILES[split])
         if found:
@@ -131,14 +157,14 @@ class IPNHand(Converter):
             parts = [first(SPLIT_FILES["train"]), first(SPLIT_FILES["test"])]
             if all(parts):
                 return parts  # type: ignore[return-value]
-        tried = ", ".join(str(ctx.root / c) for c in SPLIT_FILES[split])
+        tried = ", ".join(str(root / c) for c in SPLIT_FILES[split])
         raise DatasetError(f"IPN Hand: no annotation file for split '{split}' (tried {tried})",
-                           path=str(ctx.root), expected=self.layout)
+                           path=str(root), expected=self.layout)
 
     def _class_index_file(self, ctx: ConvertContext, list_file: Path) -> Path | None:
         given = ctx.options.get("class_index_file")
         if given:
-            p = ctx.root / given
+            p = self._root(ctx) / given
             if not p.is_file():
                 raise DatasetError("IPN Hand: class index file (converter_options.class_index_file) not found",
                                    path=str(p), expected=self.layout)
@@ -156,12 +182,13 @@ class IPNHand(Converter):
 
     # -- parsing --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _is_csv(path: Path) -> bool:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    return "," in line
+    def _text(self, path: Path) -> str:
+        return read_text(path, what="IPN Hand annotation file", expected=self.layout)
+
+    def _is_csv(self, path: Path) -> bool:
+        for line in self._text(path).splitlines():
+            if line.strip():
+                return "," in line
         return False
 
     def _read_class_index(self, path: Path | None) -> dict[int, str]:
@@ -169,7 +196,8 @@ class IPNHand(Converter):
         if path is None:
             return dict(STANDARD_IDS)
         out: dict[int, str] = {}
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = read_text(path, what="IPN Hand class index file", expected="classIndAll.txt rows like '1 D0X'")
+        for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -185,31 +213,36 @@ class IPNHand(Converter):
 
     def _read_csv(self, path: Path) -> list[Segment]:
         segs = []
-        with open(path, encoding="utf-8", newline="") as fh:
-            for n, row in enumerate(csv.reader(fh), start=1):
-                if not row or not "".join(row).strip():
-                    continue
-                if n == 1 and row[0].strip().lower() == CSV_HEADER[0]:
-                    continue
-                if len(row) < 5:
-                    raise DatasetError(f"IPN Hand: line {n}: expected the columns {','.join(CSV_HEADER)}, got "
-                                       f"{len(row)} field(s): {','.join(row)!r}", path=str(path), expected=self.layout)
-                video, code = row[0].strip(), row[1].strip()
-                cid = _int(row[2], "'id' (the class id)", path, n, self.layout)
-                if cid not in STANDARD_IDS:
-                    raise DatasetError(f"IPN Hand: line {n}: unknown class id {cid}; known: 1..{len(IPN_CLASSES)}",
-                                       path=str(path))
-                if code != STANDARD_IDS[cid]:
-                    raise DatasetError(f"IPN Hand: line {n}: label {code!r} does not match class id {cid} "
-                                       f"({STANDARD_IDS[cid]})", path=str(path))
-                start = _int(row[3], "'t_start'", path, n, self.layout)
-                end = _int(row[4], "'t_end'", path, n, self.layout)
-                segs.append(self._segment(video, code, start, end, path, n))
+        reader = csv.reader(io.StringIO(self._text(path), newline=""))
+        try:
+            rows = list(reader)
+        except csv.Error as e:
+            raise DatasetError(f"IPN Hand: line {reader.line_num}: malformed CSV ({e})", path=str(path),
+                               expected=self.layout) from None
+        for n, row in enumerate(rows, start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if n == 1 and row[0].strip().lower() == CSV_HEADER[0]:
+                continue
+            if len(row) < 5:
+                raise DatasetError(f"IPN Hand: line {n}: expected the columns {','.join(CSV_HEADER)}, got "
+                                   f"{len(row)} field(s): {','.join(row)!r}", path=str(path), expected=self.layout)
+            video, code = row[0].strip(), row[1].strip()
+            cid = _int(row[2], "'id' (the class id)", path, n, self.layout)
+            if cid not in STANDARD_IDS:
+                raise DatasetError(f"IPN Hand: line {n}: unknown class id {cid}; known: 1..{len(IPN_CLASSES)}",
+                                   path=str(path))
+            if code != STANDARD_IDS[cid]:
+                raise DatasetError(f"IPN Hand: line {n}: label {code!r} does not match class id {cid} "
+                                   f"({STANDARD_IDS[cid]})", path=str(path))
+            start = _int(row[3], "'t_start'", path, n, self.layout)
+            end = _int(row[4], "'t_end'", path, n, self.layout)
+            segs.append(self._segment(video, code, start, end, path, n))
         return segs
 
     def _read_list(self, path: Path, classes: dict[int, str]) -> list[Segment]:
         segs = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for n, line in enumerate(self._text(path).splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -232,6 +265,11 @@ class IPNHand(Converter):
         if start < 1 or end < start:
             raise DatasetError(f"IPN Hand: line {n}: need 1 <= t_start <= t_end (1-based frames), got "
                                f"{start}..{end}", path=str(path), expected=self.layout)
+        if end > MAX_SOURCE_FRAMES:
+            # a video's length is its last segment's end: a typo here would sample a day-long stream
+            raise DatasetError(f"IPN Hand: line {n}: t_end {end} is more than {MAX_SOURCE_FRAMES} frames (24 h at "
+                               f"{SOURCE_FPS:g} fps); IPN Hand videos are about 2 minutes", path=str(path),
+                               expected=self.layout)
         return Segment(video, code, start, end, str(path), n)
 
     def read_segments(self, ctx: ConvertContext) -> dict[str, list[Segment]]:
@@ -242,6 +280,9 @@ class IPNHand(Converter):
                 segs = self._read_csv(path)
             else:
                 segs = self._read_list(path, self._read_class_index(self._class_index_file(ctx, path)))
+            if not segs:
+                raise DatasetError("IPN Hand: the annotation file has no segments", path=str(path),
+                                   expected=self.layout)
             for s in segs:
                 by_video[s.video].append(s)
         for video, segs in by_video.items():
@@ -262,7 +303,7 @@ class IPNHand(Converter):
         if ctx.task.images_per_query not in (1, 2):
             raise ConfigError(f"IPN Hand sends the previous and the current frame (2) or the current frame (1), "
                               f"not {ctx.task.images_per_query}", path=ctx.task.source, key="images_per_query")
-        frames_dir = ctx.root / ctx.options["frames_dir"]
+        frames_dir = self._root(ctx) / ctx.options["frames_dir"]
         streams = []
         for video, segs in sorted(self.read_segments(ctx).items()):
             n_source = segs[-1].end

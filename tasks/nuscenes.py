@@ -100,6 +100,11 @@ class NuScenesConverter(Converter):
     def _check_options(self, ctx: ConvertContext) -> dict[str, Any]:
         opts = ctx.options
         src = ctx.task.source
+        for key in ("version", "camera"):
+            if not isinstance(opts[key], str) or not opts[key].strip():
+                raise ConfigError(f"expected a name, got {opts[key]!r}", path=src, key=f"converter_options.{key}")
+        if not isinstance(opts["boxes"], bool):
+            raise ConfigError(f"expected true or false, got {opts['boxes']!r}", path=src, key="converter_options.boxes")
         vis = str(opts["box_visibility"]).lower()
         if vis not in ("any", "all"):
             raise ConfigError(f"expected 'any' or 'all', got {opts['box_visibility']!r}", path=src,

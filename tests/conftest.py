@@ -41,3 +41,33 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def call_with_timeout(fn, *args, seconds: float = 20.0, **kwargs):
+    """fn(*args, **kwargs), run in a daemon thread; the test fails, instead of hanging, when it does not
+    return within `seconds`. The result is returned and an exception re-raised as if called directly."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"{getattr(fn, '__name__', fn)} did not return within {seconds:g} s: it hangs")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture
+def no_hang():
+    """`no_hang(fn, *args, seconds=20, **kw)`: call fn, failing the test if it hangs (bad inputs that used to
+    loop forever are guarded by this)."""
+    return call_with_timeout

@@ -369,7 +369,7 @@ def world(tmp_path, monkeypatch):
 
     monkeypatch.setattr(reg, "load_adapter", load_adapter)
     monkeypatch.setattr(reg, "resolve", lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True),
-                                                                     edge_latency_s=None))
+                                                                     edge_latency_s=None, options={}))
     return task, streams, calib, trace, tmp_path, made
 
 
@@ -480,5 +480,5 @@ def test_calibration_key_in_task_yaml_is_checked():
 def test_paper_rows_of_laecips_are_not_given_a_reading():
     from edgevlm_eval.app.leaderboard import _paper_label
 
-    assert _paper_label("laecips")[0] == "LAECIPS (paper, reading unstated)"
-    assert _paper_label("adas")[0] == "ADAS (proxy)"
+    assert _paper_label("laecips", {})[0] == "LAECIPS (paper, reading unstated)"
+    assert _paper_label("adas", {})[0] == "ADAS (proxy)"

@@ -3,7 +3,9 @@ folder with a shipped base included by name and a converter of their own."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -102,7 +104,7 @@ def test_user_task_includes_shipped_bases_by_name(capsys, tmp_path):
     assert code == 0, out
     frames = [json.loads(x) for x in out_file.read_text().splitlines()[1:]]
     assert [f["labels"] for f in frames] == [["forklift"], [], ["forklift", "person"]]
-    assert "1 frame images missing or corrupt" in out and "cam1 frame 1: corrupt image" in out
+    assert "1 frame images missing, corrupt or too large" in out and "cam1 frame 1: corrupt image" in out
 
 
 def test_user_converter_by_import_path(capsys, tmp_path, monkeypatch):
@@ -144,3 +146,113 @@ def test_help_reads_well(capsys):
     assert e.value.code == 0
     for word in ("--task", "--svlm", "--lvlm", "--data-root", "--limit", "--output-dir", "streams", "tasks", "models"):
         assert word in out
+
+
+# -- bad arguments and bad data at the command line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--limit", "-1"], "argument --limit: expected a positive whole number (1 or more), got '-1'"),
+    (["--limit", "0"], "argument --limit: expected a positive whole number (1 or more), got '0'"),
+    (["--max-frames", "0"], "argument --max-frames: expected a positive whole number (1 or more), got '0'"),
+    (["--max-frames", "two"], "argument --max-frames: expected a positive whole number (1 or more), got 'two'"),
+])
+def test_limit_and_max_frames_must_be_positive(capsys, tmp_path, args, message):
+    for argv in (["streams", "--task", "demo", "--out", str(tmp_path / "x.jsonl"), *args],
+                 ["record", "--task", "demo", "--lvlm", "demo-lvlm", "--out", str(tmp_path / "x.jsonl"), *args],
+                 ["--task", "demo", "--svlm", "demo-svlm", "--lvlm", "demo-lvlm", *args]):  # the main command too
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_positive_int():
+    from edgevlm_eval.app.args import positive_count
+
+    assert positive_count("3") == 3 and positive_count(" 12 ") == 12
+    for bad in ("0", "-1", "1.5", "", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a positive whole number"):
+            positive_count(bad)
+
+
+def test_tasks_lists_broken_yamls_with_their_error_and_fails(capsys, tmp_path):
+    (tmp_path / "latin.yaml").write_bytes("name: latin\ndescription: caf\xe9\n".encode("latin-1"))
+    (tmp_path / "typo.yaml").write_text("name: typo\ninclude: [_multi_object.yaml, _generic.yaml]\nconverter: genric\n"
+                                        "dataset: {}\nlabel_space: {labels: ['[bold]car', bus]}\n")
+    code, out, _ = run(capsys, "tasks", "--json", "--tasks-dir", str(tmp_path))
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 1
+    assert rows["latin"]["error"].endswith("not UTF-8 text (byte 0xe9 at line 2, column 17); save the file as UTF-8")
+    assert rows["typo"]["error"].startswith("unknown converter 'genric'")
+    assert "error" not in rows["demo"]
+    code, out, _ = run(capsys, "tasks", "--tasks-dir", str(tmp_path))
+    assert code == 1 and "unknown converter 'genric'" in out
+    (tmp_path / "typo.yaml").write_text((tmp_path / "typo.yaml").read_text().replace("genric", "generic"))
+    (tmp_path / "latin.yaml").unlink()
+    code, out, _ = run(capsys, "tasks", "--tasks-dir", str(tmp_path))
+    assert code == 0 and "[bold]car, bus" in out  # YAML text is shown as written, not as markup
+    code, _, err = run(capsys, "tasks", "--tasks-dir", str(tmp_path / "nope"))
+    assert code == 2 and "nope: task folder (--tasks-dir) not found" in err
+
+
+def _warehouse(tmp_path) -> Path:
+    tasks = tmp_path / "my_tasks"
+    tasks.mkdir()
+    (tasks / "warehouse.yaml").write_text("name: warehouse\ninclude: [_multi_object.yaml, _generic.yaml]\n"
+                                          "dataset: {root_env: WAREHOUSE_ROOT_T}\n"
+                                          "label_space: {labels: [forklift, person]}\n")
+    _user_dataset(tmp_path / "data")
+    return tasks
+
+
+def test_streams_check_images_reports_a_decompression_bomb(capsys, tmp_path):
+    import struct
+    import zlib
+
+    tasks = _warehouse(tmp_path)
+    w, h = 15000, 15000  # 225 Mpx in a 27 KB PNG
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(b"\x00" * (1 + w // 8)) for _ in range(h)) + comp.flush()
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "data" / "frames" / "cam1" / "001.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    code, out, err = run(capsys, "streams", "--task", "warehouse", "--tasks-dir", str(tasks), "--data-root",
+                         str(tmp_path / "data"), "--out", str(tmp_path / "w.jsonl"), "--check-images")
+    assert code == 0, err
+    assert "1 frame images missing, corrupt or too large:" in out
+    assert f"cam1 frame 1: image too large: {bomb} (PIL: Image size (225000000 pixels) exceeds limit" in out
+
+
+def test_streams_output_errors_and_cache_warnings(capsys, tmp_path, monkeypatch):
+    tasks = _warehouse(tmp_path)
+    common = ["streams", "--task", "warehouse", "--tasks-dir", str(tasks), "--data-root", str(tmp_path / "data")]
+    (tmp_path / "out_dir").mkdir()
+    code, _, err = run(capsys, *common, "--out", str(tmp_path / "out_dir"))
+    assert code == 2 and err.strip() == f"error: cannot write {tmp_path / 'out_dir'}: Is a directory [EISDIR]; " \
+                                        "nothing was written"
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "not_a_folder"))
+    (tmp_path / "not_a_folder").write_text("x")
+    code, out, err = run(capsys, *common, "--out", str(tmp_path / "w.jsonl"))
+    assert code == 0 and "warehouse: 1 streams, 3 frames" in out
+    assert "warning: cannot write" in err and "(the streams were converted but are not cached)" in err
+    code, _, err = run(capsys, *common[:-2], "--data-root", "", "--out", str(tmp_path / "w.jsonl"))
+    assert code == 2 and "the dataset root given (--data-root) is an empty string" in err
+
+
+def test_damaged_cache_is_reported_when_converted_again(capsys, tmp_path):
+    tasks = _warehouse(tmp_path)
+    common = ["streams", "--task", "warehouse", "--tasks-dir", str(tasks), "--data-root", str(tmp_path / "data"),
+              "--out", str(tmp_path / "w.jsonl")]
+    run(capsys, *common)
+    (cache,) = (Path(os.environ["EDGEVLM_CACHE_DIR"]) / "streams").glob("warehouse-*.jsonl")
+    cache.write_text(cache.read_text().replace('"forklift"', '"person"', 1))
+    code, out, err = run(capsys, *common)
+    assert code == 0 and "(from cache)" not in out
+    assert f"stream cache not used, converted again: {cache}: the file changed after it was written" in err
+    code, out, err = run(capsys, *common)
+    assert "(from cache)" in out and err == ""

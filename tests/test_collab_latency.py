@@ -193,19 +193,16 @@ def test_trace_duplicate_and_bad_latency_named(tmp_path, streams):
         read_trace(p)
 
 
-def test_5g_preset_is_the_documented_lognormal():
+def test_the_retired_5g_preset_says_what_to_use():
     from edgevlm_eval.collab.latency import LogNormalLatency, parse_latency
     from edgevlm_eval.core.errors import ConfigError
 
-    src = parse_latency("5g")
-    assert isinstance(src, LogNormalLatency)
-    assert (src.median, src.sigma, src.rho, src.seed) == (1.9, 0.5, 0.8, 0)
-    assert parse_latency("5g:seed=3").seed == 3
-    with pytest.raises(ConfigError, match="5g takes only seed"):
-        parse_latency("5g:median=4")
+    with pytest.raises(ConfigError, match=r"retired.*paper-5g.*lognormal:median=1\.9,sigma=0\.5,rho=0\.8,seed=3"):
+        parse_latency("5g:seed=3")
+    src = parse_latency("lognormal:median=1.9,sigma=0.5,rho=0.8,seed=3")  # the old draws, by their own name
+    assert isinstance(src, LogNormalLatency) and (src.median, src.sigma, src.rho, src.seed) == (1.9, 0.5, 0.8, 3)
 
 
-# ---------------------------------------------------------------------------------------------
 # paper-5g: the latency source fitted to the paper's Table 1 (docs/latency.md)
 
 from pathlib import Path  # noqa: E402

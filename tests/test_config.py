@@ -148,3 +148,100 @@ def test_task_name_must_match_file(tmp_path):
     write(tmp_path, "alpha.yaml", "include: _base.yaml\nname: beta\nconverter: generic\ndataset: {}\n")
     with pytest.raises(ConfigError, match="differs from the file name"):
         load_task("alpha", [tmp_path])
+
+
+# -- bad values: each is a ConfigError naming the file, the key and what was expected ----------------------------
+
+BASE_TASK = "include: _base.yaml\nname: t\nconverter: generic\ndataset: {}\n"
+
+
+@pytest.mark.parametrize("extra, key, expected", [
+    ("fps: .nan\n", "fps", "must be a positive finite number"),
+    ("fps: .inf\n", "fps", "must be a positive finite number"),
+    ("fps: -1\n", "fps", "must be a positive finite number"),
+    ("images_per_query: 100000000\n", "images_per_query", "must be 1..32"),
+    ("images_per_query: 0\n", "images_per_query", "must be 1..32"),
+    ("history_rounding: -1\n", "history_rounding", "must be >= 0"),
+    ("query_template: 'Which? {labels!z}'\n", "query_template", "cannot be filled in"),
+    ("query_template: 'Which? {labels:d}'\n", "query_template", "Unknown format code 'd'"),
+    ("query_template: 'Which? {}'\n", "query_template", "unknown placeholders {}"),
+    ("history_rounding: 1\nhistory_template: '{d:d} s ago: {answer}'\n", "history_template",
+     "Unknown format code 'd' for object of type 'float'"),
+    ("metrics: []\n", "metrics", "at least one metric"),
+    ("metrics: [micro_f1, micro_f1]\n", "metrics", "listed more than once"),
+    ("label_space: {labels: []}\n", "label_space.labels", "at least one label"),
+    ("label_space: {labels: ['', car]}\n", "label_space.labels[0]", "has no letters or digits"),
+    ("label_space: {labels: [{name: car, synonyms: cone}]}\n", "label_space.labels[0].synonyms",
+     "expected a list of words or phrases, got 'cone'"),
+    ("label_space: {labels: [{name: 5}]}\n", "label_space.labels[0]", "expected a label name (text), got 5"),
+    ("label_space: {labels: [car, bus], none_label: none}\n", "label_space.none_label", "for single-label tasks"),
+    ("name: ''\n", "name", "bad task name ''"),
+    ("name: ../../elsewhere\n", "name", "bad task name '../../elsewhere'"),
+])
+def test_bad_values_name_file_key_and_expectation(tmp_path, extra, key, expected):
+    write(tmp_path, "_base.yaml", BASE)
+    p = tmp_path / "t.yaml"
+    text = BASE_TASK + extra
+    if extra.startswith("name:"):
+        text = text.replace("name: t\n", "")
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_task_file(p)
+    assert str(e.value).startswith(f"{p}: key '{key}': ") and expected in str(e.value)
+
+
+SINGLE = ("include: _base.yaml\nname: t\nconverter: generic\ndataset: {}\nmetrics: [accuracy]\n"
+          "label_space:\n  multi_label: false\n  labels: [cutting, stirring]\n")
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("  none_label: cutting\n", "is also a label"),
+    ("  none_label: ''\n", "expected a name for the 'no label' ground truth"),
+    ("  score_none: true\n", "score_none: true needs a label_space.none_label"),
+])
+def test_none_label_mistakes(tmp_path, extra, expected):
+    write(tmp_path, "_base.yaml", BASE)
+    p = write(tmp_path, "t.yaml", SINGLE + extra)
+    with pytest.raises(ConfigError, match=expected):
+        load_task_file(p)
+    assert load_task_file(write(tmp_path, "ok.yaml", SINGLE + "  none_label: none\n")).label_space.none_label == "none"
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    write(tmp_path, "_base.yaml", BASE)
+    p = write(tmp_path, "t.yaml", BASE_TASK + "fps: 1\nfps: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_task_file(p)
+    assert str(e.value) == (f"{p}: malformed YAML (line 6, column 1): key 'fps' appears twice (first at line 5); "
+                            "a later value would silently win")
+
+
+def test_unreadable_yaml_files(tmp_path):
+    p = tmp_path / "latin.yaml"
+    p.write_bytes("name: t\ndescription: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as e:
+        load_task_file(p)
+    assert str(e.value) == f"{p}: not UTF-8 text (byte 0xe9 at line 2, column 17); save the file as UTF-8"
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
+        load_task_file(tmp_path / "folder.yaml")
+    inc = write(tmp_path, "inc.yaml", "include: folder.yaml\nname: inc\n")
+    with pytest.raises(ConfigError, match=r"key 'include': included file 'folder.yaml' is a folder"):
+        load_task_file(inc)
+    blank = write(tmp_path, "blank.yaml", "include: ''\nname: blank\n")
+    with pytest.raises(ConfigError, match="key 'include': expected a file name or a list of file names, got ''"):
+        load_task_file(blank)
+
+
+def test_empty_data_root_argument_does_not_fall_back_to_the_env_var(tmp_path, monkeypatch):
+    write(tmp_path, "_base.yaml", BASE)
+    t = load_task_file(write(tmp_path, "t.yaml", BASE_TASK.replace("dataset: {}", "dataset: {root_env: T_ROOT_E}")))
+    monkeypatch.setenv("T_ROOT_E", str(tmp_path))
+    assert t.resolve_root() == tmp_path
+    with pytest.raises(DatasetError, match=r"the dataset root given \(--data-root\) is an empty string"):
+        t.resolve_root("")
+
+
+def test_tasks_dir_that_does_not_exist(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope: task folder \(--tasks-dir\) not found"):
+        discover([tmp_path / "nope"])

@@ -176,3 +176,47 @@ def test_answers_a_vlm_gives_map_to_actions():
         assert parse(answer).labels == (label,), answer
     assert task.history_snippet(3.2, ["seasoning"]) == "This is the image from 3 seconds ago; the chef was seasoning."
     assert task.label_space.none_label == "none" and task.score_none is False
+
+
+# -- bad inputs ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_source_fps_must_be_finite(tmp_path, no_hang, value):
+    r = tmp_path / "ace"
+    write_video(r / "test_data_10_01", 31, [(0, 30, 1)])
+    data = load_merged(YAML)
+    data["converter_options"]["source_fps"] = value
+    task = task_from_dict(data, source="ace-test.yaml")
+    with pytest.raises(ConfigError, match="converter_options.source_fps': expected a positive finite number"):
+        no_hang(convert, task, r)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "ACE: the labels file is empty"),
+    ("".join(f"{i}\t1\n" for i in range(10)), "labels.txt ends at frame 9 but the images go on to 60.jpg: 51 frames "
+                                              "have no line"),
+    ("0\t1\n1\tcaf\xe9\n", r"ACE labels file is not UTF-8 text \(byte 0xe9 at line 2, column 6\)"),
+])
+def test_empty_truncated_or_not_utf8_labels(tmp_path, text, message):
+    r = tmp_path / "ace"
+    write_video(r / "test_data_10_01", 61, [], text="")
+    (r / "test_data_10_01" / "labels.txt").write_bytes(text.encode("latin-1"))
+    with pytest.raises(DatasetError, match=message) as e:
+        convert(make_task(), r)
+    assert str(r / "test_data_10_01" / "labels.txt") in str(e.value)
+
+
+def test_two_images_for_one_frame_number(tmp_path):
+    r = tmp_path / "ace"
+    write_video(r / "test_data_10_01", 31, [(0, 30, 1)])
+    (r / "test_data_10_01" / "image_jpg" / "007.jpg").write_bytes(JPEG)
+    with pytest.raises(DatasetError, match="007.jpg and 7.jpg are both frame 7"):
+        convert(make_task(), r)
+
+
+def test_a_task_without_data_root(tmp_path):
+    data = load_merged(YAML)
+    data["dataset"]["required"] = False
+    with pytest.raises(DatasetError, match=r"ACE: the converter reads a dataset root \(dataset.required must not"):
+        convert(task_from_dict(data, source=str(YAML)), None)

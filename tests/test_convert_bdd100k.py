@@ -227,3 +227,56 @@ def test_real_fixture(shared_fixtures, tmp_path):
     assert sum(len(f.boxes) for f in frames) == n_boxes == 676
     per_frame = [len(f.labels) for f in frames]
     assert (min(per_frame), max(per_frame), sum(per_frame)) == (1, 5, 119)
+
+
+# -- bad inputs ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, key, message", [
+    ({"min_box_area": float("nan")}, "min_box_area", "expected a finite number >= 0"),
+    ({"min_box_area": float("inf")}, "min_box_area", "expected a finite number >= 0"),
+    ({"category_policy": ["paper10"]}, "category_policy", "unknown category_policy"),
+    ({"labels_dir": 5}, "labels_dir", "expected a folder under the root, got 5"),
+    ({"images_dir": ""}, "images_dir", "expected a folder under the root, got ''"),
+])
+def test_bad_options_name_the_key(tmp_path, options, key, message):
+    root = _write_dataset(tmp_path)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_streams(_task(**options), str(root), use_cache=False)
+    assert f"converter_options.{key}" in str(e.value)
+
+
+def _one_file(tmp_path, content: str | bytes) -> Path:
+    folder = tmp_path / "labels" / "box_track_20" / "val"
+    folder.mkdir(parents=True)
+    (folder / f"{VA}.json").write_bytes(content if isinstance(content, bytes) else content.encode())
+    return tmp_path
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "BDD100K MOT: the label file holds no frame records"),
+    ('[{"name": "caf\xe9"}]'.encode("latin-1"), r"label file is not UTF-8 text \(byte 0xe9 at line 1, column 15\)"),
+    (json.dumps([{"videoName": VA, "frameIndex": 0, "labels": [_label("car", (0, 0, 5, 5))]}])
+     .replace('"x1": 0', '"x1": NaN'), "frame 0 label 0: box2d must be finite with x1 <= x2 and y1 <= y2"),
+    (json.dumps([{"videoName": VA, "frameIndex": 0, "labels": [_label("car", (9, 0, 5, 5))]}]),
+     "frame 0 label 0: box2d must be finite with x1 <= x2 and y1 <= y2"),
+])
+def test_bad_label_files(tmp_path, content, message):
+    root = _one_file(tmp_path, content)
+    with pytest.raises(DatasetError, match=message) as e:
+        load_streams(_task(), str(root), use_cache=False)
+    assert str(root / "labels" / "box_track_20" / "val" / f"{VA}.json") in str(e.value)
+
+
+def test_a_far_frame_index_does_not_walk_every_second_in_between(tmp_path, no_hang):
+    recs = [{"videoName": VA, "frameIndex": i, "labels": []} for i in (0, 10**12)]
+    root = _one_file(tmp_path, json.dumps(recs))
+    streams, _ = no_hang(load_streams, _task(), str(root), use_cache=False, seconds=20)
+    assert [(f.timestamp_s, f.meta["frame_index"]) for f in streams[0].frames] == [(0.0, 0), (2e11, 10**12)]
+
+
+def test_a_task_without_data_root():
+    data = load_merged(TASKS_DIR / "bdd100k_mot.yaml")
+    data["dataset"]["required"] = False
+    with pytest.raises(DatasetError, match=r"BDD100K MOT: the converter reads a dataset root"):
+        load_streams(task_from_dict(data, source="bdd-test.yaml"), use_cache=False)

@@ -276,3 +276,39 @@ def test_bad_options_name_the_key(tmp_path, opts, key):
     task = load_task(str(write_task(tmp_path, f"converter_options: {opts}\n")))
     with pytest.raises(ConfigError, match=f"converter_options.{key}"):
         load_streams(task)
+
+
+@pytest.mark.parametrize("opts, key, message", [
+    ("{width: 100000, height: 100000, n_streams: 1, frames_per_stream: 1}", "width", "an integer 32..4096"),
+    ("{n_streams: 1000000000}", "n_streams", "renders at most 100,000"),
+    ("{density: .nan}", "density", "a positive finite number"),
+    ("{density: .inf}", "density", "a positive finite number"),
+    ("{density: 1000}", "density", "expected 0..100"),
+    ("{max_distance_m: .inf}", "max_distance_m", "a positive finite number"),
+    ("{max_distance_m: 1000000000}", "max_distance_m", "expected 20..1000"),
+])
+def test_options_that_would_hang_or_crash_are_refused(tmp_path, no_hang, opts, key, message):
+    task = load_task(str(write_task(tmp_path, f"converter_options: {opts}\n")))
+    with pytest.raises(ConfigError, match=message) as e:
+        no_hang(load_streams, task, seconds=20)
+    assert f"converter_options.{key}" in str(e.value)
+
+
+def test_a_tiny_rate_would_generate_a_road_for_years(tmp_path, no_hang):
+    body = "fps: 1.0e-9\nconverter_options: {n_streams: 1, frames_per_stream: 2}\n"
+    task = load_task(str(write_task(tmp_path, body)))
+    with pytest.raises(ConfigError, match="key 'fps': 2 frames at 1e-09 FPS last more than 24 hours"):
+        no_hang(load_streams, task, seconds=20)
+
+
+def test_images_that_cannot_be_written_name_the_file(tmp_path, monkeypatch):
+    from edgevlm_eval.core.io import WriteError
+
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "cache"))
+    task = load_task(str(write_task(tmp_path, "converter_options: {n_streams: 1, frames_per_stream: 2}\n")))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "streams").write_text("a file where the cache folder should be")
+    with pytest.raises(WriteError) as e:
+        load_streams(task)
+    assert str(e.value).startswith(f"cannot write {tmp_path / 'cache' / 'streams'}/demo_small-")
+    assert "/demo-000/0000.png: Not a directory [ENOTDIR]; nothing was written" in str(e.value)

@@ -230,3 +230,93 @@ def test_bad_option_names_the_key(tmp_path, csv_root):
 def test_natural_order():
     names = ["f10.jpg", "f2.jpg", "f1.jpg", "a.jpg"]
     assert sorted(names, key=natural_key) == ["a.jpg", "f1.jpg", "f2.jpg", "f10.jpg"]
+
+
+# -- malformed rows change no ground truth: each is an error naming the file and the line -------------------------
+
+
+def three_frames(tmp_path, labels_csv: str | bytes | None = None, jsonl: str | None = None) -> Path:
+    root = tmp_path / "data"
+    make_frames(root, "s", ["0.jpg", "1.jpg", "2.jpg"])
+    if jsonl is not None:
+        (root / "labels.jsonl").write_text(jsonl, encoding="utf-8")
+    elif isinstance(labels_csv, bytes):
+        (root / "labels.csv").write_bytes(labels_csv)
+    else:
+        (root / "labels.csv").write_text(labels_csv, encoding="utf-8")
+    return root
+
+
+def test_labels_cell_missing_is_an_error_not_no_objects(tmp_path):
+    root = three_frames(tmp_path, "stream,frame,labels\ns,0.jpg,car\ns,1.jpg\ns,2.jpg,\n")
+    with pytest.raises(DatasetError) as e:
+        load_streams(task_in(tmp_path), str(root))
+    assert str(e.value).startswith("line 3: 2 field(s), the header has 3 (stream,frame,labels): 's,1.jpg'")
+    assert f"path tried: {root / 'labels.csv'}" in str(e.value)
+
+
+def test_labels_split_by_commas_is_an_error_not_the_first_label(tmp_path):
+    root = three_frames(tmp_path, "stream,frame,labels\ns,0.jpg,car,pedestrian,traffic cone\ns,1.jpg,\ns,2.jpg,\n")
+    with pytest.raises(DatasetError) as e:
+        load_streams(task_in(tmp_path), str(root))
+    assert str(e.value).startswith("line 2: 5 field(s), the header has 3 (stream,frame,labels); labels are "
+                                   "separated by ';' (converter_options.label_separator)")
+    # quoted, the commas are one cell: labels separated by ',' then work
+    (root / "labels.csv").write_text('stream,frame,labels\ns,0.jpg,"car,pedestrian"\ns,1.jpg,\ns,2.jpg,\n')
+    streams, _ = load_streams(task_in(tmp_path, extra="converter_options: {label_separator: ','}\n"), str(root))
+    assert [f.labels for f in streams[0].frames] == [("car", "pedestrian"), (), ()]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('stream,frame,labels\ns,0.jpg,"car\ns,1.jpg,\ns,2.jpg,\n',
+     r"line 2: a quoted cell runs over lines 2..4 \(a double quote left open\?\)"),
+    ("stream,frame,labels,labels\ns,0.jpg,car,\ns,1.jpg,,\ns,2.jpg,,\n",
+     r"column\(s\) \['labels'\] appear more than once"),
+    (b"stream,frame,labels\ns,0.jpg,caf\xe9\n", r"labels file is not UTF-8 text \(byte 0xe9 at line 2, column 12\)"),
+])
+def test_malformed_csv(tmp_path, text, message):
+    root = three_frames(tmp_path, text)
+    with pytest.raises(DatasetError, match=message):
+        load_streams(task_in(tmp_path), str(root))
+
+
+ROWS = ['{"stream": "s", "frame": "1.jpg", "labels": []}', '{"stream": "s", "frame": "2.jpg", "labels": []}']
+
+
+@pytest.mark.parametrize("first, message", [
+    ('{"stream": "s", "frame": "0.jpg"}', r"line 1: missing key\(s\) \['labels'\] \(a frame with no labels has "),
+    ('{"stream": "s", "frame": "0.jpg", "labels": null}', "line 1: 'labels' must be a list of labels or a string, "
+                                                          "got None"),
+    ('{"stream": "s", "frame": "0.jpg", "labels": ["car"], "boxes": [["car", NaN, 0, 5, 5]]}',
+     r"line 1: a box is \[label, x1, y1, x2, y2\] with finite numbers"),
+    ('{"stream": "s", "frame": "0.jpg", "labels": ["car"], "boxes": [["car", 9, 9, 1, 1]]}',
+     "x1 <= x2 and y1 <= y2"),
+    ('{"stream": "s", "frame": "0.jpg", "labels": ["car"], "boxes": [["pedestrian", 0, 0, 5, 5]]}',
+     r"line 1: boxes of \['pedestrian'\], which are not among the frame's labels \['car'\]"),
+    ('{"stream": "s", "frame": "0.jpg", "labels": ["car"]', "line 1: not JSON"),
+])
+def test_malformed_jsonl(tmp_path, first, message):
+    root = three_frames(tmp_path, jsonl="\n".join([first, *ROWS]) + "\n")
+    with pytest.raises(DatasetError, match=message) as e:
+        load_streams(task_in(tmp_path), str(root))
+    assert str(root / "labels.jsonl") in str(e.value)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_source_fps_nan_or_inf_is_refused(tmp_path, no_hang, value):
+    root = three_frames(tmp_path, "stream,frame,labels\ns,0.jpg,car\ns,1.jpg,\ns,2.jpg,\n")
+    task = task_in(tmp_path, extra=f"converter_options: {{source_fps: {value}}}\n")
+    with pytest.raises(ConfigError, match="converter_options.source_fps': expected a positive finite number"):
+        no_hang(load_streams, task, str(root))
+
+
+def test_nothing_to_evaluate_is_an_error(tmp_path):
+    root = three_frames(tmp_path, "stream,frame,labels\n")
+    with pytest.raises(DatasetError, match="the generic converter found no frames to evaluate"):
+        load_streams(task_in(tmp_path, extra="converter_options: {unlabeled: skip}\n"), str(root))
+
+
+def test_columns_must_name_different_columns(tmp_path):
+    root = three_frames(tmp_path, "stream,frame,labels\ns,0.jpg,car\ns,1.jpg,\ns,2.jpg,\n")
+    with pytest.raises(ConfigError, match="converter_options.columns': expected a different column name"):
+        load_streams(task_in(tmp_path, extra="converter_options: {columns: {labels: frame}}\n"), str(root))

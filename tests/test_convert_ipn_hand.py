@@ -225,3 +225,52 @@ def test_real_fixture(shared_fixtures, tmp_path):
     assert first["pointing with two fingers"] == sum(
         1 for n in range(1, 3752, 15) if any(c == 3 and s <= n <= e for c, s, e in rows["1CM1_4_R_#229"]))
     assert all(len(f.images) == 2 for s in streams for f in s.frames)
+
+
+# -- bad inputs ------------------------------------------------------------------------------------------------
+
+
+def _ipn_root(tmp_path, text: str | bytes) -> object:
+    root = tmp_path / "ipn"
+    (root / "annotations").mkdir(parents=True)
+    f = root / "annotations" / "Annot_TestList.txt"
+    f.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return root
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"annotation_file": 5}, "converter_options.annotation_file"),
+    ({"annotation_file": []}, "converter_options.annotation_file"),
+    ({"class_index_file": 5}, "converter_options.class_index_file"),
+    ({"frames_dir": 5}, "converter_options.frames_dir"),
+])
+def test_options_of_the_wrong_type(tmp_path, options, key):
+    root = _ipn_root(tmp_path, _csv_rows(SEGMENTS, header=True))
+    with pytest.raises(ConfigError, match=key):
+        load_streams(_task(**options), str(root), use_cache=False)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "IPN Hand: the annotation file has no segments"),
+    ("video,label,id,t_start,t_end,frames\n", "IPN Hand: the annotation file has no segments"),
+    ("video,label,id,t_start,t_end,frames\nv\xe9,D0X,1,1,20,20\n".encode("latin-1"),
+     r"IPN Hand annotation file is not UTF-8 text \(byte 0xe9 at line 2, column 2\)"),
+])
+def test_empty_or_not_utf8_annotations(tmp_path, text, message):
+    root = _ipn_root(tmp_path, text)
+    with pytest.raises(DatasetError, match=message) as e:
+        load_streams(_task(), str(root), use_cache=False)
+    assert str(root / "annotations" / "Annot_TestList.txt") in str(e.value)
+
+
+def test_a_typo_in_t_end_is_refused_not_sampled_for_days(tmp_path, no_hang):
+    root = _ipn_root(tmp_path, "video,label,id,t_start,t_end,frames\nv1,D0X,1,1,1000000000000,1\n")
+    with pytest.raises(DatasetError, match="line 2: t_end 1000000000000 is more than 2592000 frames"):
+        no_hang(load_streams, _task(), str(root), use_cache=False)
+
+
+def test_a_task_without_data_root(tmp_path):
+    data = load_merged(TASKS_DIR / "ipn_hand.yaml")
+    data["dataset"]["required"] = False
+    with pytest.raises(DatasetError, match=r"IPN Hand: the converter reads a dataset root"):
+        load_streams(task_from_dict(data, source="ipn-test.yaml"), use_cache=False)

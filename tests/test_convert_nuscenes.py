@@ -395,3 +395,12 @@ def test_yaml_answers_map_to_labels():
                                                                           "bicycle")
     assert parse("traffic cones and a barricade").labels == ("traffic cone", "barrier")
     assert parse("none").labels == ()
+
+
+@pytest.mark.parametrize("options, key", [({"boxes": "no"}, "boxes"), ({"camera": 5}, "camera"),
+                                          ({"version": 5}, "version"), ({"version": ""}, "version")])
+def test_options_of_the_wrong_type_name_the_key(tmp_path, options, key):
+    """Checked before the devkit is imported, so this runs without it."""
+    (tmp_path / "nuscenes").mkdir()
+    with pytest.raises(ConfigError, match=f"converter_options.{key}"):
+        convert(make_task("all", **options), tmp_path / "nuscenes")

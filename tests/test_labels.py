@@ -61,6 +61,9 @@ def test_answer_tags_and_fences():
     assert extract_answer_text("<answer>a</answer> then <answer>b</answer>") == "b"
     assert extract_answer_text("```json\n[\"car\"]\n```") == '["car"]'
     assert extract_answer_text("<think>unfinished") == ""
+    # a reasoning model that did not write the opening tag: what precedes </think> is reasoning
+    assert extract_answer_text("maybe a truck, or a bus?</think>\n\ncar") == "car"
+    assert extract_answer_text("<think>a truck?</think><answer></answer>") == ""
 
 
 def test_single_label_keeps_first_and_longest():

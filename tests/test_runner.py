@@ -56,7 +56,8 @@ def _entry(logprobs: bool):
 
     from edgevlm_eval.model_adapters.base import Capabilities
 
-    return lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=logprobs), edge_latency_s=None)
+    return lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=logprobs), edge_latency_s=None,
+                                        options={})
 
 
 PAIR = "scripted__scripted-lvlm"

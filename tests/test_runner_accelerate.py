@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent('''
         return "car, truck" if lv else "car"
 
     reg.load_adapter = lambda spec, **kw: ScriptedSVLM(fn=fn, default_prob=0.5)
-    reg.resolve = lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True), edge_latency_s=None)
+    reg.resolve = lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True), edge_latency_s=None, options={})
     args = build_run_parser().parse_args(["--task", "toy", "--svlm", "x", "--trace", trace_path, "--output-dir", out,
                                           "--no-image-check", "--edge-latency", "fixed:0.2",
                                           "--strategy", "edgevlm,laecips,svlm_only", "--target-lcr", "0.3"])

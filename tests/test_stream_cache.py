@@ -208,3 +208,119 @@ def test_read_streams_rejects_other_files(tmp_path):
     assert read_streams(p, "demo")[0]["task"] == "demo"
     with pytest.raises(DatasetError, match="streams of task 'demo', not 'nuscenes'"):
         read_streams(p, "nuscenes")
+
+
+# -- a cache file edited by hand or damaged is never used silently ------------------------------------------------
+
+
+def _edit(path: Path, line: int, **changes):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rec = json.loads(lines[line])
+    rec.update(changes)
+    lines[line] = json.dumps(rec, sort_keys=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("line, changes, why", [
+    (1, {"labels": ["bus"]}, "does not match"),  # a label changed by hand: valid JSON, right counts
+    (0, {"fps": 5}, "does not match"),  # the header's rate changed
+    (2, {"index": 1.7}, "'index' must be an integer >= 0, got 1.7"),
+    (2, {"timestamp_s": float("nan")}, "'timestamp_s' must be a finite number, got nan"),
+    (1, {"images": "a.jpg"}, "'images' must be a list of image paths"),
+    (0, {"sha256": None}, "does not match"),
+])
+def test_edited_cache_file_is_detected_and_rebuilt(setup, line, changes, why):
+    root, _, yaml_path, calls = setup
+    task = load_task(str(yaml_path))
+    first, info = load_streams(task, str(root))
+    path = Path(info["cache_file"])
+    _edit(path, line, **changes)
+    again, info2 = load_streams(task, str(root))
+    assert not info2["cache_hit"] and len(calls) == 2
+    assert info2["cache_rebuilt"].startswith(f"{path}: ") and why in info2["cache_rebuilt"]
+    assert [s.frames for s in again] == [s.frames for s in first]
+    assert [f.labels for f in read_streams(path)[1][0].frames] == [("car",), (), ("car", "bus")]  # whole again
+
+
+def test_a_cache_file_without_checksum_is_rebuilt(setup):
+    root, _, yaml_path, calls = setup
+    task = load_task(str(yaml_path))
+    _, info = load_streams(task, str(root))
+    path = Path(info["cache_file"])
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    del header["sha256"]
+    path.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    assert read_streams(path)[0]["task"] == "cached"  # a streams file may have none (written by hand)
+    _, info2 = load_streams(task, str(root))
+    assert "the header has no 'sha256'" in info2["cache_rebuilt"] and len(calls) == 2
+
+
+def test_read_streams_refuses_an_edited_file(tmp_path):
+    task = load_task("demo")
+    p = tmp_path / "s.jsonl"
+    write_streams(p, task, [Stream("s", "demo", 1.0, [Frame("s", 0, 0.0, ("a.png",), "q", ("car",))])])
+    p.write_text(p.read_text().replace('"labels": ["car"]', '"labels": ["bus"]'))
+    with pytest.raises(DatasetError) as e:
+        read_streams(p)
+    assert str(e.value).startswith("the file changed after it was written (its sha256 does not match)")
+    assert f"path tried: {p}" in str(e.value)
+
+
+def test_cache_that_cannot_be_written_keeps_the_conversion(setup, tmp_path, monkeypatch):
+    root, _, yaml_path, calls = setup
+    monkeypatch.setenv("EDGEVLM_CACHE_DIR", str(tmp_path / "cache_file"))
+    (tmp_path / "cache_file").write_text("not a folder")
+    streams, info = load_streams(load_task(str(yaml_path)), str(root))
+    assert [f.labels for f in streams[0].frames] == [("car",), (), ("car", "bus")]
+    assert not info["cache_hit"] and info["cache_warning"].startswith(f"cannot write {tmp_path / 'cache_file'}/")
+    assert info["cache_warning"].endswith("Not a directory [ENOTDIR]; nothing was written (the streams were "
+                                          "converted but are not cached)")
+
+
+def test_disk_full_while_caching_keeps_the_conversion_and_the_old_file(setup, monkeypatch):
+    import errno
+
+    root, _, yaml_path, calls = setup
+    task = load_task(str(yaml_path))
+    _, info = load_streams(task, str(root))
+    path = Path(info["cache_file"])
+    path.write_text("damaged\n")
+    monkeypatch.setattr("edgevlm_eval.core.io.os.fsync", lambda fd: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    streams, info2 = load_streams(task, str(root))
+    assert len(streams) == 2 and len(calls) == 2
+    assert info2["cache_warning"] == (f"cannot write {path}: No space left on device [ENOSPC]; the previous file is "
+                                      "unchanged (the streams were converted but are not cached)")
+    assert path.read_text() == "damaged\n"  # no temporary file is left beside it
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name, path.name.replace(".jsonl", ".files")])
+
+
+def test_cache_path_taken_by_a_folder(setup):
+    root, _, yaml_path, calls = setup
+    task = load_task(str(yaml_path))
+    _, info = load_streams(task, str(root))
+    path = Path(info["cache_file"])
+    path.unlink()
+    path.mkdir()
+    streams, info2 = load_streams(task, str(root))
+    assert len(streams) == 2 and "not a streams file: a folder" in info2["cache_rebuilt"]
+    assert "Is a directory [EISDIR]" in info2["cache_warning"]
+
+
+def test_converter_output_is_checked(tmp_path, monkeypatch):
+    """A converter of one's own that builds Frames itself gets the same checks as ctx.frame's."""
+    root = tmp_path / "data"
+    make_dataset(root)
+    task = load_task(str(write_task(tmp_path / "tasks")))
+
+    def bad_box(self, ctx):
+        f = Frame("a", 0, 0.0, ("x.png",), task.query, ("car",), (Box("car", 5, 0, 1, 1),))
+        return [Stream("a", task.name, 1.0, [f])]
+
+    monkeypatch.setattr(GenericConverter, "convert", bad_box)
+    with pytest.raises(DatasetError, match=r"stream a frame 0: bad box \['car', 5, 0, 1, 1\]"):
+        load_streams(task, str(root), use_cache=False)
+    monkeypatch.setattr(GenericConverter, "convert", lambda self, ctx: [])
+    with pytest.raises(DatasetError, match="the generic converter found no frames to evaluate"):
+        load_streams(task, str(root), use_cache=False)

@@ -214,9 +214,9 @@ def test_broken_third_party_adapters(tmp_path, capsys):
           - {name: no-file, adapter: "p/none.py:Thing"}
         """)
     set_models_path([d])
-    expected = {"not-adapter": "not an Adapter subclass", "no-class": "has no class Missing",
-                "no-module": "cannot import adapter nonexistent_pkg_xyz.mod:Thing",
-                "broken": "SyntaxError", "no-file": "adapter file not found"}
+    expected = {"not-adapter": "not an Adapter subclass", "no-class": "has no 'Missing'",
+                "no-module": "importing nonexistent_pkg_xyz.mod failed: ModuleNotFoundError",
+                "broken": "SyntaxError", "no-file": "file not found"}
     for name, words in expected.items():
         with pytest.raises(ConfigError) as ei:
             load_adapter(name)

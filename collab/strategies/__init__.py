@@ -10,34 +10,44 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
-from pathlib import Path
+import pkgutil
 
 from edgevlm_eval.core.errors import ConfigError, UnknownNameError
+from edgevlm_eval.core.plugins import load_attr
 
-from ..strategy import Strategy
-from .adas import ADAS
-from .distributed_vlm import DistributedVLM
-from .edgevlm import EdgeVLM
-from .laecips import LAECIPS
-from .laecips_clf import LAECIPSClf
-from .lvlm_only import LVLMOnly
-from .parallel import Parallel
-from .svlm_only import SVLMOnly
+from ..strategy import Run, Strategy
 
-BUILTIN: dict[str, type[Strategy]] = {c.name: c for c in (SVLMOnly, LVLMOnly, DistributedVLM, Parallel, LAECIPS,
-                                                          LAECIPSClf, ADAS, EdgeVLM)}
+
+def _builtins() -> dict[str, type[Strategy]]:
+    """Every Strategy class defined in this package's modules, ordered by its `order`: adding a
+    built-in strategy is adding one file here."""
+    found: dict[str, type[Strategy]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and issubclass(obj, Strategy) and obj.__module__ == module.__name__
+                    and obj.name):
+                found[obj.name] = obj
+    return dict(sorted(found.items(), key=lambda kv: (kv[1].order, kv[0])))
+
+
+BUILTIN: dict[str, type[Strategy]] = _builtins()
 ENTRY_POINT_GROUP = "edgevlm_eval.strategies"
+DEFAULT = "edgevlm"  # the main command's strategy when none is given: the paper's method
 
 
 def _entry_points() -> dict:
+    """name -> the distinct entry points of that name (two installed packages may declare one)."""
     from importlib.metadata import entry_points
 
+    out: dict[str, list] = {}
     try:
-        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if all(ep.value != e.value for e in out.get(ep.name, ())):
+                out.setdefault(ep.name, []).append(ep)
     except Exception:  # noqa: BLE001 - a broken installed package must not break the built-ins
         return {}
+    return out
 
 
 def _check_class(obj, ref: str) -> type[Strategy]:
@@ -52,46 +62,21 @@ def _check_class(obj, ref: str) -> type[Strategy]:
     return obj
 
 
-def _load_file(path: Path, ref: str):
-    if not path.is_file():
-        raise ConfigError(f"strategy {ref!r}: file not found", path=str(path), key="--strategy")
-    mod_name = f"edgevlm_user_strategy_{abs(hash(str(path.resolve())))}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[mod_name]
-        raise ConfigError(f"strategy {ref!r}: importing {path} failed: {type(e).__name__}: {e}",
-                          key="--strategy") from None
-    return module
-
-
 def resolve_strategy(ref: str) -> type[Strategy]:
     """The Strategy class a reference names (module docstring)."""
     ref = ref.strip()
     if ref in BUILTIN:
         return BUILTIN[ref]
     if ":" in ref:
-        where, _, cls_name = ref.rpartition(":")
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            module = _load_file(Path(where).expanduser(), ref)
-        else:
-            try:
-                module = importlib.import_module(where)
-            except ImportError as e:
-                raise ConfigError(f"strategy {ref!r}: cannot import module {where!r} ({e})", key="--strategy") from None
-        obj = getattr(module, cls_name, None)
-        if obj is None:
-            raise ConfigError(f"strategy {ref!r}: module {where!r} has no {cls_name!r}", key="--strategy")
-        return _check_class(obj, ref)
+        return _check_class(load_attr(ref, what="strategy", key="--strategy"), ref)
     eps = _entry_points()
     if ref in eps:
+        if len(eps[ref]) > 1:
+            raise ConfigError(f"strategy {ref!r}: installed packages declare it {len(eps[ref])} times "
+                              f"({', '.join(e.value for e in eps[ref])}); name the class as module:Class, or "
+                              "uninstall one", key="--strategy")
         try:
-            obj = eps[ref].load()
+            obj = eps[ref][0].load()
         except Exception as e:  # noqa: BLE001
             raise ConfigError(f"strategy {ref!r}: loading its entry point failed: {type(e).__name__}: {e}",
                               key="--strategy") from None
@@ -99,13 +84,11 @@ def resolve_strategy(ref: str) -> type[Strategy]:
     raise UnknownNameError("strategy", ref, [*BUILTIN, *eps, "<file.py>:<Class>", "<module>:<Class>"])
 
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "resolve_strategy", "run_of", "SVLMOnly", "LVLMOnly", "DistributedVLM", "Parallel",
-           "LAECIPS", "LAECIPSClf", "ADAS", "EdgeVLM"]
+__all__ = ["BUILTIN", "DEFAULT", "ENTRY_POINT_GROUP", "resolve_strategy", "run_of"]
 
 
 def run_of(strategy, *, name: str | None = None, latency: str | None = None, **knobs) -> "Run":
     """A Run of a strategy (a reference or a class) with knob values: `run_of("edgevlm", K_call=2)`."""
-    from ..strategy import Run
 
     cls = resolve_strategy(strategy) if isinstance(strategy, str) else strategy
     return Run(cls, cls.Knobs.from_mapping(knobs, f"strategy {cls.name}: "), name=name, latency=latency)

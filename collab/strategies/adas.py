@@ -44,6 +44,7 @@ class ADASKnobs(Knobs):
 
 class ADAS(Strategy):
     name = "adas"
+    order = 60
     label = "ADAS"
     proxy = True
     source = "proxy of Hu et al. 2024 (IoT J.) from the paper's description; rule in docs/method.md"

@@ -22,11 +22,10 @@ import functools
 from dataclasses import dataclass
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.grounding import QWEN_CELL, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, qwen_resized_size
 
 from ..strategy import Knobs, Needs
 from .lvlm_only import LVLMOnly
-
-CELL = 28  # Qwen2.5-VL: 14 px patches merged 2 x 2 into one visual token
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,8 @@ class DistributedVLMKnobs(Knobs):
     dvlm_tokens: int = 0  # visual tokens uploaded per frame (0: from each frame's images under the pixel budget)
     dvlm_hidden: int = 2048  # feature width: Qwen2.5-VL-3B's vision merger output (its LLM hidden size)
     dvlm_bytes_per_value: int = 2  # bf16
-    dvlm_min_pixels: int = 3136  # the pixel budget the images are resized under (Qwen2.5-VL's defaults)
-    dvlm_max_pixels: int = 12845056
+    dvlm_min_pixels: int = QWEN_MIN_PIXELS  # the pixel budget the images are resized under (3136 and
+    dvlm_max_pixels: int = QWEN_MAX_PIXELS  # 12845056: the public Qwen2.5-VL checkpoints')
     dvlm_edge_encoder_s: float = 0.0  # the vision encoder's time on the edge
     dvlm_cloud_encoder_s: float = 0.0  # ... and on the cloud (saved)
 
@@ -66,12 +65,10 @@ def _image_size(path: str) -> tuple[int, int] | None:
         return None
 
 
-def visual_tokens(width: int, height: int, min_pixels: int = 3136, max_pixels: int = 12845056) -> int:
+def visual_tokens(width: int, height: int, min_pixels: int = QWEN_MIN_PIXELS, max_pixels: int = QWEN_MAX_PIXELS) -> int:
     """Merged visual tokens of one image as Qwen2.5-VL resizes it: (h/28) x (w/28)."""
-    from edgevlm_eval.core.grounding import qwen_resized_size
-
     w, h = qwen_resized_size(width, height, min_pixels, max_pixels)
-    return (w // CELL) * (h // CELL)
+    return (w // QWEN_CELL) * (h // QWEN_CELL)
 
 
 def feature_bytes(tokens: int, hidden: int = 2048, bytes_per_value: int = 2) -> int:
@@ -80,6 +77,7 @@ def feature_bytes(tokens: int, hidden: int = 2048, bytes_per_value: int = 2) -> 
 
 class DistributedVLM(LVLMOnly):
     name = "distributed_vlm"
+    order = 30
     label = "Distributed VLM"
     source = ("Li et al. 2025 as the edgeVLM paper evaluates it (§4.3.1): LVLM answers, the edge's "
               "Qwen2.5-VL-3B vision features (2048 x bf16 per visual token) uploaded instead of the image")

@@ -32,6 +32,7 @@ class EdgeVLMKnobs(KeyframeKnobs):
 
 class EdgeVLM(Strategy):
     name = "edgevlm"
+    order = 70
     label = "edgeVLM"
     source = "the paper's method (§3): keyframe decision, CRM, GGVR, GRVR"
     colour = "#d62728"

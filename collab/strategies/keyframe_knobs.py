@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from edgevlm_eval.core.errors import ConfigError
 
-from ..strategy import INF, LcrKnob, Knobs
+from ..strategy import INF, Knobs, LcrKnob
 
 # --target-lcr: K_call 0..30 (0 = rule off: the most uploads), widening over K_delay when no
 # K_call reaches the band with the K_delay given.

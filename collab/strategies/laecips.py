@@ -60,6 +60,7 @@ class LAECIPSBase(Strategy):
 
 class LAECIPS(LAECIPSBase):
     name = "laecips"
+    order = 50
     label = "LAECIPS (authors' code)"
     source = ("LAECIPS authors' released code (kubeedge/ianvs robot lifelong_learning_bench rfnet: "
               "hard_sample_mining.py, RFNet/eval.py Validator.confidence), over the SVLM's answer tokens")

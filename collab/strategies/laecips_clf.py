@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from edgevlm_eval.core.errors import ConfigError
 
+from ..simulator import svlm_results
 from ..strategy import Knobs, LcrKnob, Needs
 from .laecips import LAECIPSBase
 
@@ -184,6 +185,7 @@ def predict(state: dict, x: list[float]) -> float:
 
 class LAECIPSClf(LAECIPSBase):
     name = "laecips-clf"
+    order = 55
     label = "LAECIPS classifier"
     proxy = True
     source = ("LAECIPS as the edgeVLM paper describes it (§2, §4.3.1): a pretrained task-difficulty classifier; "
@@ -195,8 +197,6 @@ class LAECIPSClf(LAECIPSBase):
 
     @classmethod
     def calibrate(cls, lines, streams, task, knobs) -> dict:
-        from ..simulator import svlm_results
-
         X, y, groups = [], [], []
         for ln, r in zip(lines, svlm_results(lines, streams)):
             if r is None or not r.ok or not ln.scored:

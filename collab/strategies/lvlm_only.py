@@ -8,6 +8,7 @@ from ..strategy import Needs, Strategy
 
 class LVLMOnly(Strategy):
     name = "lvlm_only"
+    order = 20
     label = "LVLM only"
     source = "paper Table 2: the cloud model alone"
     colour = "#1f77b4"

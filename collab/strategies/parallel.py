@@ -11,6 +11,7 @@ from .keyframe_knobs import KEYFRAME_LCR, KeyframeKnobs
 
 class Parallel(Strategy):
     name = "parallel"
+    order = 40
     label = "Parallel"
     source = "paper Table 5, first row"
     colour = "#9467bd"

@@ -7,6 +7,7 @@ from ..strategy import Needs, Strategy
 
 class SVLMOnly(Strategy):
     name = "svlm_only"
+    order = 10
     label = "SVLM only"
     source = "paper Table 2: the edge model alone"
     colour = "#7f7f7f"

@@ -15,7 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edgevlm_eval.app.console import console as make_console
+from edgevlm_eval.core.bootstrap import METHOD, bootstrap_difference, per_stream_items
 from edgevlm_eval.core.errors import DatasetError, EdgeVLMError, UnknownNameError
+from edgevlm_eval.core.io import atomic_write_json
+from edgevlm_eval.core.labels import LabelSpace
+from edgevlm_eval.core.records import read_logs, read_results
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,9 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None, n: int = 1000,
                  level: float = 0.95, seed: int = 0) -> dict:
     """The paired comparison of runs `a` and `b` of a run folder, as a JSON-ready dict."""
-    from edgevlm_eval.core.bootstrap import METHOD, bootstrap_difference, per_stream_items
-    from edgevlm_eval.core.labels import LabelSpace
-    from edgevlm_eval.core.records import read_logs, read_results
 
     folder = Path(run_dir)
     results = folder / "results.json"
@@ -65,8 +67,10 @@ def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None
         raise EdgeVLMError(f"compare two different runs (got {a} twice)")
     space = LabelSpace(names=list(info["labels"]), multi_label=bool(info.get("multi_label", True)))
     try:
+        runs = doc.tasks[task].runs if task in doc.tasks else {}
+        label_set = next((runs[r].metrics.get("macro_f1_label_set") for r in (a, b) if r in runs), None)
         diffs = bootstrap_difference(per_stream_items(lines, a), per_stream_items(lines, b), space,
-                                     info["metrics"], n=n, level=level, seed=seed)
+                                     info["metrics"], n=n, level=level, seed=seed, macro_f1_label_set=label_set)
     except ValueError as e:
         raise EdgeVLMError(f"{folder}: {e}") from None
     n_streams = next(iter(diffs.values())).diff.n_streams if diffs else 0
@@ -78,9 +82,6 @@ def compare_runs(run_dir: str | Path, a: str, b: str, *, task: str | None = None
 def main(args) -> int:
     from rich.markup import escape
     from rich.table import Table
-
-    from edgevlm_eval.app.console import console as make_console
-    from edgevlm_eval.core.io import atomic_write_json
 
     if args.bootstrap < 1 or not 0.0 < args.level < 1.0:
         raise EdgeVLMError(f"--bootstrap must be >= 1 and --level in (0, 1) (got {args.bootstrap}, {args.level})")

@@ -24,9 +24,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgevlm_eval import __version__
+from edgevlm_eval.app.console import console as make_console
+from edgevlm_eval.collab.strategies import BUILTIN
+from edgevlm_eval.core.bootstrap import bootstrap_run
 from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
+from edgevlm_eval.core.io import atomic_write_json, atomic_write_text
+from edgevlm_eval.core.labels import LabelSpace
 from edgevlm_eval.core.metrics import METRICS, metric_label, metric_order
-from edgevlm_eval.core.records import RESULTS_FORMAT_PREFIX, load_json, parse_results, read_results
+from edgevlm_eval.core.records import (
+    RESULTS_FORMAT_PREFIX,
+    load_json,
+    parse_results,
+    read_logs,
+    read_results,
+)
+
+from .options import ENGINE_OPTIONS
 
 PAPER_SOURCE = "reported in the paper"
 REPRODUCED = "reproduced"
@@ -39,7 +52,6 @@ def _per_run_keys() -> set[str]:
     """Keys of the resolved config that may differ between runs that are still ranked together: the
     strategies and their knobs (row dimensions), the models, where files go, how work is split and
     shown, how the trace was recorded."""
-    from .options import ENGINE_OPTIONS
 
     knobs = {o.dest for o in ENGINE_OPTIONS if o.knob} | {o.knob for o in ENGINE_OPTIONS if o.knob}
     return knobs | {
@@ -212,14 +224,15 @@ def label_files(rows: Sequence[Row]) -> None:
             r.file_label = os.path.relpath(str(Path(r.file).resolve()), common)
 
 
-def _fmt_knob(v) -> str:
+def knob_text(v) -> str:
+    """A knob value as tables and legends write it (4.0 -> 4)."""
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
 
 
 def describe_params(params: dict) -> str:
-    return ", ".join(f"{k}={_fmt_knob(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={knob_text(v)}" for k, v in params.items())
 
 
 def rows_from_paper(doc: dict, path: Path) -> list[Row]:
@@ -239,14 +252,10 @@ def rows_from_paper(doc: dict, path: Path) -> list[Row]:
             bits.append(f"LCR band {e['lcr_band']}")
         if params:
             bits.append(describe_params(params) + (" (inferred)" if e.get("params_note") else ""))
-        variant = ""
         if e.get("modules"):
             bits.append("all frames uploaded")
-            mods = e["modules"]
-            if e["strategy"] != "parallel" and not all(mods.values()):
-                variant = "+".join(k.upper() for k, on in mods.items() if on)
-            params.update({k: bool(v) for k, v in mods.items()})
-        label, colour, reference = _paper_label(e["strategy"])
+            params.update({k: bool(v) for k, v in e["modules"].items()})
+        label, colour, reference, variant = _paper_label(e["strategy"], params)
         rows.append(Row(
             label=label, colour=colour, reference=reference,
             task=e["task"], svlm=pairing.get("svlm", "?"), lvlm=pairing.get("lvlm", "?"), strategy=e["strategy"],
@@ -313,13 +322,19 @@ def _trace_model(trace: dict, results_file: Path) -> str | None:
     return None
 
 
-def _paper_label(strategy: str) -> tuple[str, str | None, bool]:
-    """(label, colour, reference) of a strategy named in a paper file, from its class when built in."""
-    from edgevlm_eval.collab.strategies import BUILTIN
-
+def _paper_label(strategy: str, params: dict) -> tuple[str, str | None, bool, str]:
+    """(label, colour, reference, variant) of a strategy named in a paper file, from its class when
+    built in (the variant from the modules the entry switches, as the class names them)."""
     cls = BUILTIN.get(strategy)
-    return ((getattr(cls, "paper_label", None) or cls.display_label()), cls.colour, cls.reference) if cls \
-        else (strategy, None, False)
+    if cls is None:
+        return strategy, None, False, ""
+    known = {k: v for k, v in params.items() if k in cls.Knobs.names()}
+    try:
+        variant = cls.variant(cls.Knobs.from_mapping(known))
+    except EdgeVLMError:
+        variant = ""
+    # a strategy whose label names one reading (LAECIPS) shows the paper's own rows apart (paper_label)
+    return (getattr(cls, "paper_label", None) or cls.display_label()), cls.colour, cls.reference, variant
 
 
 def rows_from_results(doc: dict, path: Path, *, notes: list[str] | None = None) -> list[Row]:
@@ -392,9 +407,6 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
     """Fill in bootstrap intervals (over streams) for reproduced rows that have none, from the
     per-frame log(s) next to their results file (`frames*.jsonl`, docs/results.md). Returns how
     many rows got intervals; rows whose log is missing are listed in `notes`."""
-    from edgevlm_eval.core.bootstrap import bootstrap_run
-    from edgevlm_eval.core.labels import LabelSpace
-    from edgevlm_eval.core.records import read_logs
 
     logs: dict[str, list[dict]] = {}
     docs: dict[str, dict] = {}
@@ -416,7 +428,9 @@ def add_bootstrap(rows: Sequence[Row], *, n: int, level: float = 0.95, seed: int
                              "its provenance) to bootstrap from")
             continue
         space = LabelSpace(names=list(labels), multi_label=bool(doc_task.get("multi_label", True)))
-        iv = bootstrap_run(lines, r.origin, space, metrics, n=n, level=level, seed=seed)
+        label_set = (docs[r.file].tasks[r.task].runs[r.origin].metrics.get("macro_f1_label_set")
+                     if r.task in docs[r.file].tasks and r.origin in docs[r.file].tasks[r.task].runs else None)
+        iv = bootstrap_run(lines, r.origin, space, metrics, n=n, level=level, seed=seed, macro_f1_label_set=label_set)
         r.ci = {m: (iv[m].lo, iv[m].hi) for m in [*metrics, "lcr"] if m in iv}
         r.ci_level = level
         done += 1
@@ -483,6 +497,26 @@ def compat_groups(rows: Sequence[Row]) -> tuple[list[list[Row]], list[str]]:
             final.append(first)
             final += [sub[k] for k in keys[1:]]
     return final, diffs
+
+
+_REMEDY = ("Re-run them with the same settings, select compatible files, or pass --allow-mixed to treat each "
+           "compatible group on its own.")
+
+
+def _incomparable(task: str, groups, diffs) -> str:
+    files = sorted({r.name for g in groups for r in g})
+    return (f"task {task}: {len(groups)} groups of results that are not comparable (files {', '.join(files)}):"
+            "\n    " + "\n    ".join(diffs))
+
+
+def comparable_groups(rows: Sequence[Row], task: str, *, allow_mixed: bool) -> tuple[list[list[Row]], list[str]]:
+    """compat_groups of one task's rows; several groups are an error (naming what differs) unless
+    `allow_mixed`. The one check behind the leaderboard's ranking and the plots' figures."""
+    groups, diffs = compat_groups(rows)
+    if len(groups) > 1 and not allow_mixed:
+        raise LeaderboardError("refusing to put results that are not comparable side by side:\n  "
+                               + _incomparable(task, groups, diffs) + "\n" + _REMEDY)
+    return groups, diffs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,12 +588,10 @@ def build(rows: Sequence[Row], *, allow_mixed: bool = False, include_paper: bool
         prim = metric or next((r.primary_metric for r in trows if r.primary_metric and not r.is_paper), None) \
             or (metrics[task][0] if metrics[task] else None)
         primary[task] = prim
-        cgroups, diffs = compat_groups(trows)
+        cgroups, diffs = comparable_groups(trows, task, allow_mixed=True)
         if len(cgroups) > 1:
             if not allow_mixed:
-                files = sorted({r.name for g in cgroups for r in g})
-                problems.append(f"task {task}: {len(cgroups)} groups of results that are not comparable "
-                                f"(files {', '.join(files)}):\n    " + "\n    ".join(diffs))
+                problems.append(_incomparable(task, cgroups, diffs))
             differences[task] = diffs
         for i, g in enumerate(cgroups):
             groups.append(Group(task, sorted(g, key=_sort_key(prim)), label=chr(ord("A") + i) if len(cgroups) > 1 else ""))
@@ -569,9 +601,7 @@ def build(rows: Sequence[Row], *, allow_mixed: bool = False, include_paper: bool
             groups.append(Group(task, sorted(paper, key=lambda r: r.origin), label="paper", ranked=False))
     if problems:
         raise LeaderboardError("refusing to rank results that differ in toolkit version, task data, evaluation "
-                               "config or LVLM trace as one leaderboard:\n  " + "\n  ".join(problems) +
-                               "\nRe-run them with the same settings, select compatible files, or pass "
-                               "--allow-mixed to show each compatible group as its own ranking.")
+                               "config or LVLM trace as one leaderboard:\n  " + "\n  ".join(problems) + "\n" + _REMEDY)
     return Leaderboard(groups, metrics, primary, differences)
 
 
@@ -664,7 +694,6 @@ def to_markdown(lb: Leaderboard) -> str:
 
 
 def print_table(lb: Leaderboard, console=None) -> None:
-    from edgevlm_eval.app.console import console as make_console
     from rich.markup import escape
     from rich.table import Table
 
@@ -717,10 +746,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from edgevlm_eval.app.console import console as make_console
     from rich.markup import escape
-
-    from edgevlm_eval.core.io import atomic_write_json, atomic_write_text
 
     skipped: list[str] = []
     notes: list[str] = []

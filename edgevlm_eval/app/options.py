@@ -19,8 +19,14 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
 
+from edgevlm_eval.collab.edge import parse_edge_latency
+from edgevlm_eval.collab.latency import parse_latency, parse_uplink
+from edgevlm_eval.collab.protocols import PROTOCOLS
+from edgevlm_eval.collab.search import parse_target
+from edgevlm_eval.collab.strategies import BUILTIN
+from edgevlm_eval.collab.strategies import DEFAULT as DEFAULT_STRATEGY
 from edgevlm_eval.core.errors import ConfigError, nearest
 
 ALL = "all"
@@ -132,37 +138,20 @@ def choice(*values):
     return parse
 
 
-def latency_spec(v, key):
-    from edgevlm_eval.collab.latency import parse_latency
-
-    s = text(v, key)
-    parse_latency(s)  # unknown kinds, bad numbers, missing files: here, before anything runs
-    return s
-
-
-def uplink_spec(v, key):
-    from edgevlm_eval.collab.latency import parse_uplink
-
-    s = text(v, key)
-    parse_uplink(s)
-    return s
+def _checked(parse):
+    """An option whose value is a spec string, checked by parsing it (the parser raises ConfigError
+    naming what is wrong: an unknown kind, a bad number, a missing file) before anything runs."""
+    def check(v, key):
+        s = text(v, key).strip()
+        parse(s)
+        return s
+    return check
 
 
-def edge_spec(v, key):
-    from edgevlm_eval.collab.edge import parse_edge_latency
-
-    s = text(v, key).strip()
-    if s != "declared":
-        parse_edge_latency(s)
-    return s
-
-
-def target_spec(v, key):
-    from edgevlm_eval.collab.search import parse_target
-
-    s = text(v, key)
-    parse_target(s)
-    return s
+latency_spec = _checked(parse_latency)
+uplink_spec = _checked(parse_uplink)
+edge_spec = _checked(lambda s: s == "declared" or parse_edge_latency(s))
+target_spec = _checked(parse_target)
 
 
 def existing_file(v, key):
@@ -195,7 +184,6 @@ class Option:
 
 
 def _protocols():
-    from edgevlm_eval.collab.protocols import PROTOCOLS
 
     return PROTOCOLS
 
@@ -247,6 +235,10 @@ ENGINE_OPTIONS: tuple[Option, ...] = (
            "frames than --max-failed (the run still exits non-zero)", switch="true"),
     Option("max_failed", ("--max-failed",), fraction, 0.05, "largest share of failed LVLM frames a trace may "
            "have to be scored", "F"),
+    Option("macro_f1_labels", ("--macro-f1-labels",), lambda v, k: choice("gt", "union", "all")(v, k), None,
+           "the labels Macro-F1 averages over: gt (present in the ground truth), union (ground truth or "
+           "predicted: a hallucinated class costs), all (the task's whole label space) (default: the task's "
+           "macro_f1_label_set, union unless it says)", "SET"),
     Option("concurrency", ("--concurrency",), positive_int, 4, "parallel requests when recording with an "
            "adapter that does not batch", "N"),
     Option("record_batch_size", ("--record-batch-size",), positive_int, 8, "LVLM requests per call when "
@@ -290,7 +282,6 @@ KNOB_OPTIONS = {o.dest: o for o in ENGINE_OPTIONS if o.knob}
 def _knob_help(knob: str) -> str:
     """' (edgevlm, parallel; default 3)': which built-in strategies have the knob, and its default
     there (the strategies' Knobs classes are the one home of knob defaults)."""
-    from edgevlm_eval.collab.strategies import BUILTIN
 
     has = [(name, cls.Knobs().to_json()[knob]) for name, cls in BUILTIN.items() if knob in cls.Knobs.names()]
     defaults = sorted({str(v) for _, v in has})
@@ -400,7 +391,7 @@ class RunConfig:
     quiet: bool = False
     verbose: bool = False
     # the engine: values of ENGINE_OPTIONS (knob flags in `knobs`)
-    strategies: tuple[StrategyRequest, ...] = (StrategyRequest("edgevlm"),)
+    strategies: tuple[StrategyRequest, ...] = (StrategyRequest(DEFAULT_STRATEGY),)
     all_strategies: bool = False
     knobs: tuple[tuple[str, Any], ...] = ()  # knob -> value for every strategy that has the knob
     protocol: str | None = None
@@ -425,6 +416,7 @@ class RunConfig:
     keep_failed: bool = False
     allow_failed_trace: bool = False
     max_failed: float = 0.05
+    macro_f1_labels: str | None = None
     concurrency: int = 4
     record_batch_size: int = 8
     engine_config: str | None = None
@@ -512,7 +504,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             knobs[o.knob] = v
         elif dest != "strategy":
             kw[dest] = v
-    strategies, all_strat = (StrategyRequest("edgevlm"),), False
+    strategies, all_strat = (StrategyRequest(DEFAULT_STRATEGY),), False
     if "strategy" in values:
         reqs = []
         for item in values["strategy"]:

@@ -31,14 +31,19 @@ from edgevlm_eval.collab.search import search
 from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done, svlm_results
 from edgevlm_eval.collab.strategies import BUILTIN
 from edgevlm_eval.collab.strategy import Run
-from edgevlm_eval.core.errors import ConfigError, DatasetError
+from edgevlm_eval.core.errors import ConfigError, DatasetError, EdgeVLMError
 from edgevlm_eval.core.io import atomic_write_json
 from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.types import Stream
+from edgevlm_eval.model_adapters import registry  # attribute access: one place to stub it in tests
 from edgevlm_eval.tasks import load_task
 
-from .options import RunConfig
+from .console import console
+from .data import load_task_and_streams, summary_line
+from .options import RunConfig, build_config
+from .plotting import plot_results
 from .progress import Progress
+from .record import ensure_trace
 from .results import portable_paths, print_report, redact, results_from_folder
 from .runfolder import RunFolder, config_hash
 from .runs import RunPlan, build_runs
@@ -77,7 +82,6 @@ def shard(streams: Sequence[Stream], rank: int, world: int) -> list[Stream]:
 
 def load_svlm(spec: str, world: int = 1):
     """The SVLM adapter; when sharded over several GPUs, one model per process on its own GPU."""
-    from edgevlm_eval.model_adapters.registry import load_adapter
 
     if world > 1:
         try:
@@ -85,12 +89,12 @@ def load_svlm(spec: str, world: int = 1):
 
             if torch.cuda.is_available():
                 try:
-                    return load_adapter(spec, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", device_map=None)
+                    return registry.load_adapter(spec, device=f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}", device_map=None)
                 except ConfigError:
                     pass  # an adapter without device options (HTTP models)
         except ImportError:
             pass
-    return load_adapter(spec)
+    return registry.load_adapter(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,17 +133,20 @@ def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
     caller holds the streams (no dataset root to check)."""
-    from edgevlm_eval.model_adapters.registry import resolve, set_models_path
 
     if cfg.models_dir:
-        set_models_path(cfg.models_dir)  # user models.yaml entries, before any spec is resolved
+        registry.set_models_path(cfg.models_dir)  # user models.yaml entries, before any spec is resolved
     if task is None:
         task = load_task(cfg.task, list(cfg.tasks_dir))
         if not cfg.rescore:
             task.resolve_root(cfg.data_root)  # a missing dataset folder, named, before anything else
-    svlm_entry = resolve(cfg.svlm) if cfg.svlm else None  # unknown names fail here, listing the known ones
-    if cfg.lvlm:
-        resolve(cfg.lvlm)
+    svlm_entry = registry.resolve(cfg.svlm) if cfg.svlm else None  # unknown names fail here, listing the known ones
+    lvlm_entry = registry.resolve(cfg.lvlm) if cfg.lvlm else None
+    for role, entry in (("--svlm", svlm_entry), ("--lvlm", lvlm_entry)):
+        env = registry.missing_key(entry) if entry is not None else None
+        if env:
+            raise ConfigError(f"model {entry.name!r} needs an API key: set the environment variable {env} "
+                              "(keys are read from the environment only, never from files or flags)", key=role)
     source = parse_latency(cfg.latency)
     uplink = parse_uplink(cfg.uplink) if cfg.uplink else getattr(source, "uplink", None)
     logprobs = svlm_entry.capabilities.logprobs if svlm_entry is not None else None
@@ -201,7 +208,8 @@ def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict
             "runs": [{"spec": it.spec.to_json(), "group": it.group, "label": it.label,
                       "target": it.target.label() if it.target else None, "display": it.spec.display()}
                      for it in items],
-            "search": searches, "probe_added": probe_added}
+            "search": searches, "probe_added": probe_added,
+            "metric_options": {"macro_f1_label_set": cfg.macro_f1_labels or ck.task.macro_f1_label_set}}
 
 
 def _scores(run: Run, lines, streams, sim_cfg) -> list:
@@ -209,6 +217,23 @@ def _scores(run: Run, lines, streams, sim_cfg) -> list:
     shows them to `decide_after`: simulator.svlm_results)."""
     strat = run.make(sim_cfg)
     return [strat.score(r) if r is not None else None for r in svlm_results(lines, streams)]
+
+
+def _usage(trace, streams: Sequence[Stream]) -> dict:
+    """Token usage the API reported for the replayed frames, summed, and its cost when the LVLM's
+    registry entry states prices."""
+
+    recs = [trace.records[(s.id, f.index)] for s in streams for f in s.frames if (s.id, f.index) in trace.records]
+    p = sum(r.prompt_tokens or 0 for r in recs)
+    c = sum(r.completion_tokens or 0 for r in recs)
+    reported = sum(1 for r in recs if r.prompt_tokens is not None or r.completion_tokens is not None)
+    cost = None
+    if reported:
+        try:
+            cost = registry.usage_cost(registry.resolve(trace.model), p, c)
+        except EdgeVLMError:  # a trace from a model this registry does not know: no price
+            cost = None
+    return {"frames_reporting": reported, "prompt_tokens": p, "completion_tokens": c, "cost_usd": cost}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,9 +247,6 @@ def load_calibration_streams(task: TaskConfig, cfg: RunConfig, evaluated: Sequen
     """The task's calibration split (`calibration:` in its YAML: the converter with other options,
     or another dataset split, cut to its `limit` first streams by id), checked to share no frame
     image with the evaluated streams."""
-    from .console import console
-    from .data import load_task_and_streams, summary_line
-
     ctask = task.calibration_task()
     _, streams, _ = load_task_and_streams(ctask.name, tasks_dir=cfg.tasks_dir, data_root=cfg.data_root,
                                           no_cache=cfg.no_cache, limit=task.calibration.get("limit"), task=ctask)
@@ -317,6 +339,7 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
                                  "by_kind": trace_info.failed_by_kind},
                       **({k: trace.header.get(k) for k in ("model_info", "created", "task_version",
                                                           "toolkit_version", "latency_measurement")})}
+        trace_meta["usage"] = _usage(trace, streams)
         if trace_info.stats is not None:
             s = trace_info.stats
             trace_meta["recorded_now"] = {"asked": s.asked, "failed": s.failed, "re_asked": s.dropped,
@@ -452,8 +475,6 @@ def exit_code(doc: dict) -> int:
 def plot(folder: RunFolder) -> None:
     """The figures the run's results support; a plot that fails never loses the results."""
     try:
-        from .plotting import plot_results
-
         files = plot_results([folder.results_json], folder.plots, formats=("png",), include_paper=False)
     except Exception as e:  # noqa: BLE001 - plotting must not lose a finished run
         log.warning("plots: not written (%s: %s)", type(e).__name__, e)
@@ -467,9 +488,6 @@ def main(cfg: RunConfig, *, task: TaskConfig | None = None, streams: list[Stream
     """The main command. `task`/`streams` (with `stream_info`) let a caller that already holds the
     streams (a library user, the tests) skip loading and converting them; `calibration_streams`
     likewise for the task's calibration split."""
-    from .console import console
-    from .data import load_task_and_streams, summary_line
-    from .record import ensure_trace
 
     ck = check(cfg, task)
     if cfg.rescore:
@@ -517,3 +535,18 @@ def rescore_folder(path, task_ref: str, tasks_dir=()) -> int:
     print_report(doc, task)
     print(f"results: {folder.results_json} (re-scored from the per-frame log)")
     return exit_code(doc)
+
+
+def cli_main(args) -> int:
+    """The main command from parsed arguments (edgevlm_eval.app.cli)."""
+    return main(build_config(args))
+
+
+def rescore_arguments(p) -> None:
+    p.add_argument("folder", help="run folder (holds run.json and frames*.jsonl)")
+    p.add_argument("--task", required=True, help="task name or YAML path (for its labels and metrics)")
+    p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[])
+
+
+def rescore_main(args) -> int:
+    return rescore_folder(args.folder, args.task, args.tasks_dir)

@@ -4,7 +4,7 @@ The keyframe rule's LVLM call ratio (LCR) and history lag (LHL) depend only on t
 so they can be replayed for a task's streams, or for a dataset's shape, before any model runs:
 
     edgevlm-eval plan --streams 156 --frames 20 --fps 1 --latency paper-5g --K-call 1-9 --K-delay 4 --seeds 5
-    edgevlm-eval plan --task demo --latency 5g --K-call 1,3,5 --json plan.json
+    edgevlm-eval plan --task demo --latency paper-5g --K-call 1,3,5 --json plan.json
 
 One row per K_call: LCR, LHL in seconds and in frames, the in-time share (uploads with L_T <= tau)
 and the mean number of uploads in flight at decision time, each averaged over the latency seeds
@@ -16,7 +16,18 @@ from __future__ import annotations
 import argparse
 import math
 
+from edgevlm_eval.app.console import console as make_console
+from edgevlm_eval.app.data import load_from_args
+from edgevlm_eval.collab.latency import check_latency_arrays, parse_latency
+from edgevlm_eval.collab.planner import (
+    parse_k_calls,
+    parse_k_delay,
+    plan_table,
+    synthetic_streams,
+)
+from edgevlm_eval.collab.trace import read_trace
 from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.io import atomic_write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,22 +69,18 @@ def _finite(v, key: str, *, low: float, strict: bool) -> float:
 
 def _streams(args):
     """(streams, trace or None) from --task or the synthetic shape."""
-    from edgevlm_eval.collab.planner import synthetic_streams
 
     synthetic = (args.streams, args.frames, args.fps)
     if args.task:
         if any(v is not None for v in synthetic):
             raise ConfigError("give either --task or --streams/--frames/--fps, not both", key="--task")
-        from edgevlm_eval.app.cli import load_task_and_streams
 
         for key, v in (("--limit", args.limit), ("--max-frames", args.max_frames)):
             if v is not None and v < 1:
                 raise ConfigError(f"must be >= 1, got {v}", key=key)
-        task, streams, _ = load_task_and_streams(args)
+        task, streams, _ = load_from_args(args)
         trace = None
         if args.trace:
-            from edgevlm_eval.collab.trace import read_trace
-
             trace = read_trace(args.trace)
             trace.check_covers(streams, task.name)
         return f"{task.name}: {len(streams)} streams, {sum(len(s) for s in streams)} frames", streams, trace
@@ -87,8 +94,6 @@ def _streams(args):
 
 def run_plan(args) -> tuple[str, list, list[str]]:
     """(what was planned, PlanRows, notes) for parsed arguments; every check before any work."""
-    from edgevlm_eval.collab.latency import check_latency_arrays, parse_latency
-    from edgevlm_eval.collab.planner import parse_k_calls, parse_k_delay, plan_table
 
     K_calls = parse_k_calls(args.K_call)
     K_delay = parse_k_delay(args.K_delay)
@@ -125,9 +130,6 @@ def run_plan(args) -> tuple[str, list, list[str]]:
 def main(args) -> int:
     from rich.markup import escape
     from rich.table import Table
-
-    from edgevlm_eval.app.console import console as make_console
-    from edgevlm_eval.core.io import atomic_write_json
 
     what, rows, notes = run_plan(args)
     n_seeds = len(rows[0].seeds) if rows else 0

@@ -23,6 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from edgevlm_eval.app.console import console as make_console
+from edgevlm_eval.app.leaderboard import (
+    PAPER_SOURCE,
+    comparable_groups,
+    is_trace_file,
+    knob_text,
+    load_rows,
+)
+from edgevlm_eval.collab.trace import read_trace
 from edgevlm_eval.core.errors import DatasetError, EdgeVLMError
 from edgevlm_eval.core.metrics import metric_label
 
@@ -312,17 +321,13 @@ def sweep_rows(rows: Iterable, task: str, knob: str) -> list[dict]:
             continue
         if not math.isfinite(k) or isinstance(r.params[knob], bool):  # inf (rule off) has no place on the axis
             continue
-        held = ", ".join(f"{o}={_knob_text(v)}" for o, v in sorted(r.params.items()) if o != knob and o in varying)
+        held = ", ".join(f"{o}={knob_text(v)}" for o, v in sorted(r.params.items()) if o != knob and o in varying)
         who = r.origin if r.source == PAPER else ("reproduced" + (f" {r.pairing}" if several else ""))
         name = f"{r.strategy_label}: {who}" + (f", {held}" if held else "")
         fixed = json.dumps({o: v for o, v in r.params.items() if o != knob}, sort_keys=True, default=str)
         series[(name, fixed)].append({"knob": k, "lcr": r.lcr, "lhl": r.lhl, "metrics": dict(r.metrics),
                                       "series": name})
     return [row for rs in series.values() if len({x["knob"] for x in rs}) > 1 for row in rs]
-
-
-def _knob_text(v) -> str:
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
 def reference_values(rows: Iterable, task: str) -> dict[str, float]:
@@ -354,7 +359,6 @@ def latency_series(trace_path: str | Path, *, streams: Sequence[str] | None = No
                    fps: float | None = None) -> tuple[dict[str, list[tuple[float, float]]], dict]:
     """{stream: [(s_t, L_t)]} from an LVLM trace file, and its header. Capture time is
     frame / fps (fps from the argument, else the trace header, else 1)."""
-    from edgevlm_eval.collab.trace import read_trace
 
     trace = read_trace(trace_path)
     fps = float(fps or trace.header.get("fps") or 1.0)
@@ -384,7 +388,6 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path, *, kinds: Seq
     version, task data, evaluation settings and LVLM trace): otherwise a LeaderboardError names
     what differs, and with `allow_mixed` each compatible group gets its own figures (`_A`, `_B`,
     ... after the name), the paper's numbers drawn in each."""
-    from edgevlm_eval.app.leaderboard import PAPER_SOURCE, LeaderboardError, compat_groups, is_trace_file, load_rows
 
     out_dir = Path(out_dir)
     trace_files = [Path(p) for p in paths if is_trace_file(p)]
@@ -397,13 +400,7 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path, *, kinds: Seq
     kw = {"formats": formats, **({"size": size} if size else {})}
     for t in tasks:
         trows = [r for r in rows if r.task == t]
-        groups, diffs = compat_groups(trows)
-        if len(groups) > 1 and not allow_mixed:
-            files = sorted({r.name for g in groups for r in g})
-            raise LeaderboardError(f"task {t}: refusing to draw {len(groups)} groups of results that are not "
-                                   f"comparable in one figure (files {', '.join(files)}):\n    "
-                                   + "\n    ".join(diffs) + "\nSelect compatible files, or pass --allow-mixed "
-                                   "for one set of figures per group.")
+        groups, _ = comparable_groups(trows, t, allow_mixed=allow_mixed)
         if len(groups) > 1:
             paper = [r for r in trows if r.is_paper]
             parts = [(chr(ord("A") + i), [*g, *paper]) for i, g in enumerate(groups)]
@@ -513,7 +510,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from edgevlm_eval.app.console import console as make_console
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]

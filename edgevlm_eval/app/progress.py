@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from .console import console
+
 
 @dataclass
 class Reporter:
@@ -34,6 +36,7 @@ class Reporter:
 
 
 _REPORTER = Reporter()
+QUIET_BELOW_S = 5.0  # a job done this fast with no line on the way prints no "done" line either
 
 
 def setup_output(quiet: bool = False, verbose: bool = False) -> Reporter:
@@ -46,8 +49,6 @@ def setup_output(quiet: bool = False, verbose: bool = False) -> Reporter:
         root.removeHandler(h)
     if sys.stderr.isatty():
         from rich.logging import RichHandler
-
-        from .console import console
 
         handler: logging.Handler = RichHandler(console=console(stderr=True), show_time=False, show_path=verbose,
                                                markup=False)
@@ -80,14 +81,19 @@ class Progress:
         self.done = self.failed = 0
         self._t0 = self._last_t = time.monotonic()
         self._last_pct = 0.0
+        self._printed = False
         self._bar = None
 
     def __enter__(self):
         if self.mode == "tty":
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
-
-            from .console import console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TimeRemainingColumn(), transient=True,
@@ -99,8 +105,9 @@ class Progress:
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.__exit__(*exc)
-        elif self.mode == "plain" and exc[0] is None and self.done:
-            self._line(final=True)
+        elif self.mode == "plain" and exc[0] is None and self.done and (
+                self._printed or time.monotonic() - self._t0 >= QUIET_BELOW_S):
+            self._line(final=True)  # work done in a moment, with no line on the way, needs no report
         return False
 
     def advance(self, n: int = 1, *, failed: int = 0) -> None:
@@ -128,3 +135,4 @@ class Progress:
         if self.failed:
             parts.append(f"{self.failed} failed")
         print(", ".join(parts), file=self.rep.out, flush=True)
+        self._printed = True

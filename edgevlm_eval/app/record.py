@@ -32,12 +32,24 @@ from pathlib import Path
 from typing import Sequence
 
 from edgevlm_eval import __version__
-from edgevlm_eval.collab.trace import FORMAT, Trace, TraceRecord, TraceWriter, read_trace
+from edgevlm_eval.collab.latency import check_latency_arrays, parse_latency
+from edgevlm_eval.collab.trace import (
+    FORMAT,
+    Trace,
+    TraceRecord,
+    TraceWriter,
+    read_trace,
+)
 from edgevlm_eval.core.errors import ConfigError, EdgeVLMError, ModelUnavailable
 from edgevlm_eval.core.io import atomic_write_text
 from edgevlm_eval.core.types import Reply, Request, Stream
+from edgevlm_eval.model_adapters import registry  # attribute access: one place to stub it in tests
 from edgevlm_eval.model_adapters.check import preflight
 
+from .args import add_models_dir_arg, add_selection_args, add_task_args
+from .data import load_from_args
+from .options import positive_int
+from .progress import Progress
 from .results import portable_paths
 
 log = logging.getLogger(__name__)
@@ -70,6 +82,8 @@ def _record_of(frame, reply: Reply, wall_s: float) -> TraceRecord:
     tm = reply.timings or {}
     per_request = tm.get("total") is not None and float(tm.get("batch_size") or 1.0) <= 1.0
     wall = float(tm["total"]) if per_request else wall_s
+    if not reply.ok and reply.error_kind == "input":
+        wall = 0.0  # never sent (its own image was unusable): no cloud time to charge it
     parts = {k: tm.get(k) for k in ("upload", "queue", "download")}
     inference = tm.get("inference", tm.get("total") if per_request else None)
     known = [v for v in (parts["upload"], parts["queue"], inference, parts["download"]) if v is not None]
@@ -184,7 +198,6 @@ def record(task, streams: Sequence[Stream], adapter, out: str | Path, *, model: 
 
 def apply_latency(path: Path, streams: Sequence[Stream], spec: str) -> None:
     """Replace the recorded totals by a latency source's (keeping the measured total)."""
-    from edgevlm_eval.collab.latency import check_latency_arrays, parse_latency
 
     trace = read_trace(path)
     src = parse_latency(spec)
@@ -221,12 +234,9 @@ def record_with_progress(task, streams: Sequence[Stream], lvlm: str, out: str | 
                          batch_size: int = 8, concurrency: int = 4, overwrite: bool = False,
                          keep_failed: bool = False, reporter=None) -> RecordStats:
     """Load the LVLM adapter and record `streams` into `out`, reporting progress."""
-    from edgevlm_eval.model_adapters.registry import load_adapter
-
-    from .progress import Progress
 
     stats = RecordStats()
-    adapter = load_adapter(lvlm)
+    adapter = registry.load_adapter(lvlm)
     n = sum(len(s) for s in streams)
     try:
         with Progress(n, f"recording {task.name} with {lvlm}", reporter=reporter) as prog:
@@ -317,7 +327,6 @@ def ensure_trace(cfg, task, streams: Sequence[Stream], *, rank: int = 0, world: 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .cli import add_models_dir_arg, add_selection_args, add_task_args
 
     add_task_args(p)
     add_selection_args(p)
@@ -335,19 +344,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from edgevlm_eval.collab.latency import parse_latency
-
-    from .cli import load_task_and_streams
-    from .options import positive_int
 
     parse_latency(args.latency)  # a typo fails here, before anything is converted or asked
     positive_int(args.batch_size, "--batch-size")
     positive_int(args.concurrency, "--concurrency")
-    from edgevlm_eval.model_adapters.registry import resolve, set_models_path
 
-    set_models_path(args.models_dir)
-    resolve(args.lvlm)
-    task, streams, _ = load_task_and_streams(args)
+    registry.set_models_path(args.models_dir)
+    registry.resolve(args.lvlm)
+    task, streams, _ = load_from_args(args)
     stats = record_with_progress(task, streams, args.lvlm, args.out, latency=args.latency, batch_size=args.batch_size,
                                  concurrency=args.concurrency, overwrite=args.overwrite, keep_failed=args.keep_failed)
     n = sum(len(s) for s in streams)

@@ -16,10 +16,17 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from edgevlm_eval import __version__
+from edgevlm_eval import __version__, model_adapters, tasks
+from edgevlm_eval.collab.accounting import summarise
+from edgevlm_eval.collab.protocols import table
+from edgevlm_eval.collab.search import Target
+from edgevlm_eval.core.bootstrap import METHOD, bootstrap_run, intervals_to_json
 from edgevlm_eval.core.io import atomic_write_json
-from edgevlm_eval.core.records import RESULTS_FORMAT
+from edgevlm_eval.core.metrics import metric_label
+from edgevlm_eval.core.records import RESULTS_FORMAT, check_unique
 from edgevlm_eval.core.taskconfig import TaskConfig
+
+from .console import console
 
 REDACTED = "***REDACTED***"
 # A key is secret when its name ENDS with one of these words (api_key, HF_TOKEN, client_secret), so
@@ -73,7 +80,6 @@ def _version(mod: str) -> str | None:
 
 
 def _toolkit_dirs() -> list[tuple[str, str]]:
-    from edgevlm_eval import model_adapters, tasks
 
     return [(str(Path(model_adapters.__file__).resolve().parent), "<edgevlm_eval>/model_adapters"),
             (str(Path(tasks.__file__).resolve().parent), "<edgevlm_eval>/tasks")]
@@ -169,15 +175,13 @@ def run_status(runs: Mapping[str, dict], trace_failed: dict | None) -> dict:
 def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, svlm_info: dict | None = None,
                         metric_options: dict | None = None) -> dict:
     """results.json from run.json + the per-frame logs (the pure scoring path)."""
-    from edgevlm_eval.collab.accounting import summarise
-    from edgevlm_eval.collab.protocols import table
-    from edgevlm_eval.collab.search import Target
-    from edgevlm_eval.core.records import check_unique
 
     meta = folder.read_run_json()
     lines = folder.lines()
     check_unique(lines, str(folder.path))
     opts = dict(metric_options if metric_options is not None else meta.get("metric_options") or {})
+    opts = {k: v for k, v in opts.items() if v is not None}
+    opts.setdefault("macro_f1_label_set", task.macro_f1_label_set)  # the task's convention unless the run said
     summaries = summarise(lines, task, **opts)
     meta_runs = {r["spec"]["run"]: r for r in meta["runs"]}
     runs = {rid: summaries[rid] for rid in meta_runs if rid in summaries}
@@ -193,8 +197,6 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
                                   f"{s['search']['target']} %, the nearest its knob reaches on these frames "
                                   "(compare it with that in mind)")
         if n_boot > 0:
-            from edgevlm_eval.core.bootstrap import METHOD, bootstrap_run, intervals_to_json
-
             seed = int(config.get("bootstrap_seed") or 0)
             s["ci"] = intervals_to_json(bootstrap_run(lines, rid, task.label_space, task.metrics, n=n_boot, seed=seed,
                                                       **opts))
@@ -209,8 +211,7 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
     prov["config_hash"] = meta["config_hash"]
     if meta.get("edge_latency"):
         prov["edge_latency"] = meta["edge_latency"]
-    if opts:
-        prov["metric_options"] = opts
+    prov["metric_options"] = opts
     notes = [*meta.get("notes", []), *off_target]
     if notes:
         prov["notes"] = notes
@@ -240,7 +241,6 @@ def _seeds(config: dict) -> dict:
 
 
 def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
-    from edgevlm_eval.core.metrics import metric_label
 
     failed = any((s.get("failed") or {}).get("lvlm") or (s.get("failed") or {}).get("svlm") for s in runs.values())
     cols = ["run", *(f"{metric_label(m)} %" for m in task.metrics), "LCR %", "LHL (frames)", "invalid",
@@ -260,8 +260,6 @@ def summary_table(task: TaskConfig, runs: dict) -> tuple[list[str], list[list]]:
 def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     from rich.markup import escape
     from rich.table import Table
-
-    from .console import console
 
     t = Table(title=escape(title))
     for c in columns:

@@ -16,7 +16,13 @@ from typing import Any
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
 from edgevlm_eval.core.io import atomic_write_json
-from edgevlm_eval.core.records import LOG_GLOB, FrameLine, FrameLogWriter, log_name, read_logs
+from edgevlm_eval.core.records import (
+    LOG_GLOB,
+    FrameLine,
+    FrameLogWriter,
+    log_name,
+    read_logs,
+)
 
 RUN_FORMAT = "edgevlm-eval.run/1"
 NONE = "none"

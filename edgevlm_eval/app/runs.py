@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgevlm_eval.collab.protocols import Plan, PlanItem, ablation_switches, make_plan
+from edgevlm_eval.collab.protocols import Plan, PlanItem, all_strategies, make_plan
 from edgevlm_eval.collab.search import Target, parse_target
 from edgevlm_eval.collab.strategies import BUILTIN, resolve_strategy
 from edgevlm_eval.collab.strategy import Needs, Run, Strategy
@@ -68,28 +68,20 @@ def build_runs(cfg: RunConfig, *, have_uplink: bool, svlm_logprobs: bool | None,
     settings = cfg.knob_settings
     make = _factory(settings)
     target = parse_target(cfg.target_lcr) if cfg.target_lcr else None
+    explicit = not (cfg.protocol or cfg.all_strategies)
     if cfg.protocol:
         plan = make_plan(cfg.protocol, make, have_uplink=have_uplink, have_calibration=have_calibration)
-        explicit = False
+    elif cfg.all_strategies:
+        plan = all_strategies(make, target)
     else:
         plan = Plan("strategies")
-        explicit = not cfg.all_strategies
-        if cfg.all_strategies:
-            runs = [make(name) for name in BUILTIN]
-        else:
-            runs = []
-            for req in cfg.strategies:
-                cls = resolve_strategy(req.ref)
-                runs.append(Run(cls, _knobs(cls, settings, dict(req.knobs), f"--strategy {req.ref}: "), name=req.name))
-        for run in runs:
+        for req in cfg.strategies:
+            cls = resolve_strategy(req.ref)
+            run = Run(cls, _knobs(cls, settings, dict(req.knobs), f"--strategy {req.ref}: "), name=req.name)
             t = target if (target is not None and run.cls.lcr_knob is not None) else None
             if target is not None and t is None:
                 plan.notes.append(f"{run.run_id} has no call-ratio knob; run as is")
             plan.items.append(PlanItem(run, t, "", run.run_id))
-        if cfg.all_strategies:
-            ev = next((it.spec for it in plan.items if it.spec.strategy == "edgevlm"), None)
-            if ev is not None:
-                plan.items.extend(ablation_switches(ev, target if ev.cls.lcr_knob else None))
     # what the settings cannot serve
     keep = []
     for it in plan.items:

@@ -101,10 +101,11 @@ def bootstrap_streams(groups: Sequence[G], statistic: Callable[[list[G]], Mappin
 
 def bootstrap_metrics(streams: Mapping[str, Sequence[Scored]] | Sequence[Sequence[Scored]], space: LabelSpace,
                       metrics: Sequence[str], *, n: int = DEFAULT_N, level: float = DEFAULT_LEVEL,
-                      seed: int = DEFAULT_SEED) -> dict[str, Interval]:
+                      seed: int = DEFAULT_SEED, macro_f1_label_set: str | None = None) -> dict[str, Interval]:
     """Intervals for the task metrics. `streams`: the scored frames of each stream (a mapping
     stream id -> items, or a list of per-stream item lists). Streams are taken in sorted-id order
-    so the result does not depend on dict order."""
+    so the result does not depend on dict order. `macro_f1_label_set` as for `compute` (pass the
+    task's, or the one a results file names, so the interval matches the point value)."""
     if isinstance(streams, Mapping):
         per_stream = [list(streams[s]) for s in sorted(streams)]
     else:
@@ -113,7 +114,7 @@ def bootstrap_metrics(streams: Mapping[str, Sequence[Scored]] | Sequence[Sequenc
 
     def stat(chosen: list[list[Scored]]) -> dict:
         pooled = [it for s in chosen for it in s]
-        got = compute(pooled, space, metrics)
+        got = compute(pooled, space, metrics, macro_f1_label_set=macro_f1_label_set)
         return {m: got.get(m) for m in metrics}
 
     return bootstrap_streams(per_stream, stat, n=n, level=level, seed=seed)
@@ -150,7 +151,8 @@ class Difference:
 
 def bootstrap_difference(items_a: Mapping[str, Sequence[Scored]], items_b: Mapping[str, Sequence[Scored]],
                          space: LabelSpace, metrics: Sequence[str], *, n: int = DEFAULT_N,
-                         level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED) -> dict[str, Difference]:
+                         level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED,
+                         macro_f1_label_set: str | None = None) -> dict[str, Difference]:
     """Paired bootstrap of metric(A) - metric(B) for two runs over the same streams (per stream
     scored frames, as `per_stream_items` gives). Each resample draws streams once and scores both
     runs on the drawn streams, so what the streams have in common (an easy scene, a hard one)
@@ -165,14 +167,14 @@ def bootstrap_difference(items_a: Mapping[str, Sequence[Scored]], items_b: Mappi
     metrics = list(metrics)
 
     def stat(chosen):
-        got_a = compute([it for a, _ in chosen for it in a], space, metrics)
-        got_b = compute([it for _, b in chosen for it in b], space, metrics)
+        got_a = compute([it for a, _ in chosen for it in a], space, metrics, macro_f1_label_set=macro_f1_label_set)
+        got_b = compute([it for _, b in chosen for it in b], space, metrics, macro_f1_label_set=macro_f1_label_set)
         return {m: None if got_a.get(m) is None or got_b.get(m) is None else got_a[m] - got_b[m] for m in metrics}
 
     draws: dict[str, list[float]] = {}
     ivs = bootstrap_streams(groups, stat, n=n, level=level, seed=seed, draws_out=draws)
-    point_a = compute([it for a, _ in groups for it in a], space, metrics)
-    point_b = compute([it for _, b in groups for it in b], space, metrics)
+    point_a = compute([it for a, _ in groups for it in a], space, metrics, macro_f1_label_set=macro_f1_label_set)
+    point_b = compute([it for _, b in groups for it in b], space, metrics, macro_f1_label_set=macro_f1_label_set)
     return {m: Difference(m, point_a.get(m), point_b.get(m), ivs[m],
                           (sum(v > 0 for v in draws[m]) / len(draws[m])) if draws[m] else None)
             for m in metrics}
@@ -198,7 +200,7 @@ def per_stream_items(lines: Sequence[FrameLine], run: str | None = None) -> dict
 
 def bootstrap_run(lines: Sequence[FrameLine], run: str | None, space: LabelSpace, metrics: Sequence[str], *,
                   n: int = DEFAULT_N, level: float = DEFAULT_LEVEL, seed: int = DEFAULT_SEED,
-                  **metric_options) -> dict[str, Interval]:
+                  macro_f1_label_set: str | None = None) -> dict[str, Interval]:
     """Intervals of a run's metrics and of its LCR from its per-frame log lines. The metrics and
     LCR are resampled with the same stream draws (same seed), so they describe the same resamples."""
     chosen_lines = [ln for ln in lines if run is None or ln.run == run]
@@ -214,7 +216,7 @@ def bootstrap_run(lines: Sequence[FrameLine], run: str | None, space: LabelSpace
 
     def stat(chosen):
         pooled = [it for its, _ in chosen for it in its]
-        got = compute(pooled, space, metrics, **metric_options)
+        got = compute(pooled, space, metrics, macro_f1_label_set=macro_f1_label_set)
         out = {m: got.get(m) for m in metrics}
         den = sum(u[1] for _, u in chosen)
         out["lcr"] = sum(u[0] for _, u in chosen) / den if den else None

@@ -60,8 +60,15 @@ def grounding_prompt(query: str, coords: str = "qwen_abs") -> str:
     )
 
 
-def qwen_resized_size(width: int, height: int, min_pixels: int = 3136, max_pixels: int = 12845056,
-                      factor: int = 28) -> tuple[int, int]:
+# Qwen2.5-VL: one merged visual token per 28x28 px cell. The public checkpoints' preprocessor limits:
+# at least 4 cells, at most 16384 cells (a 1600x900 frame becomes 1596x896 = 1824 tokens).
+QWEN_CELL = 28
+QWEN_MIN_PIXELS = 4 * QWEN_CELL * QWEN_CELL  # 3136
+QWEN_MAX_PIXELS = 16384 * QWEN_CELL * QWEN_CELL  # 12845056
+
+
+def qwen_resized_size(width: int, height: int, min_pixels: int = QWEN_MIN_PIXELS, max_pixels: int = QWEN_MAX_PIXELS,
+                      factor: int = QWEN_CELL) -> tuple[int, int]:
     """(width, height) Qwen2.5-VL resizes an image to (its `smart_resize`)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 

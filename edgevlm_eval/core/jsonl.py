@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import DatasetError
-from .io import disk_error
+from .io import write_error
 
 
 def read_jsonl(path: str | os.PathLike, fmt: str, *, what: str = "file") -> tuple[dict, list[dict]]:
@@ -85,7 +85,7 @@ class JsonlAppender:
                 self.fh.write(json.dumps(header, sort_keys=True) + "\n")
                 self.fh.flush()
         except OSError as e:
-            raise disk_error(e, self.path) from None
+            raise write_error(self.path, e) from None
         self._dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
     def _cut_torn_tail(self) -> None:
@@ -98,20 +98,20 @@ class JsonlAppender:
         try:
             self.fh.write(self._dumps(obj) + "\n")
         except OSError as e:
-            raise disk_error(e, self.path) from None
+            raise write_error(self.path, e) from None
 
     def write_sorted(self, obj: Any) -> None:
         """A line with sorted keys (traces: stable, diffable files)."""
         try:
             self.fh.write(json.dumps(obj, sort_keys=True) + "\n")
         except OSError as e:
-            raise disk_error(e, self.path) from None
+            raise write_error(self.path, e) from None
 
     def flush(self) -> None:
         try:
             self.fh.flush()
         except OSError as e:
-            raise disk_error(e, self.path) from None
+            raise write_error(self.path, e) from None
 
     def close(self) -> None:
         if not self.fh.closed:

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 
 from .errors import DatasetError
 from .jsonl import JsonlAppender, read_jsonl
+from .metrics import METRICS
 
 FRAMELOG_FORMAT = "edgevlm-eval.framelog/1"
 RESULTS_FORMAT = "edgevlm-eval.results/1"
@@ -261,7 +262,6 @@ class RunSummary:
         metrics = d.get("metrics")
         if not isinstance(metrics, dict):
             raise DatasetError(f"{where}.metrics: expected an object {{name: fraction}}", path=path)
-        from .metrics import METRICS
 
         for m, v in metrics.items():
             if m in METRICS:

@@ -7,6 +7,7 @@ the key. Files whose name starts with '_' are include-only defaults, never tasks
 from __future__ import annotations
 
 import copy
+import math
 import os
 import string
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from typing import Any, Mapping
 import yaml
 
 from edgevlm_eval.core.errors import ConfigError, DatasetError
-from edgevlm_eval.core.labels import LabelSpace
-from edgevlm_eval.core.metrics import KNOWN_METRICS
+from edgevlm_eval.core.io import utf8_error
+from edgevlm_eval.core.labels import LabelSpace, normalize
+from edgevlm_eval.core.metrics import DEFAULT_MACRO_F1_LABEL_SET, KNOWN_METRICS, MACRO_F1_LABEL_SETS
 
 # key -> (type(s), required). Nested mappings are checked by their own tables below.
 _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -37,6 +39,7 @@ _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "empty_answer": ((str,), False),
     "metrics": ((list,), True),
     "primary_metric": ((str,), False),
+    "macro_f1_label_set": ((str,), False),
     "tags": ((list,), False),
     "calibration": ((dict,), False),
 }
@@ -81,6 +84,9 @@ class TaskConfig:
     description: str = ""
     version: str = "1"
     primary_metric: str | None = None
+    # The labels Macro-F1 averages over: gt | union | all (core/metrics.py, docs/results.md);
+    # pass it to metrics.compute(..., macro_f1_label_set=...).
+    macro_f1_label_set: str = DEFAULT_MACRO_F1_LABEL_SET
     score_none: bool = False
     tags: list[str] = field(default_factory=list)
     # the calibration split (`calibration:` in the YAML): converter_options / dataset overrides and
@@ -127,6 +133,10 @@ class TaskConfig:
             return None
         env = self.dataset.get("root_env")
         tried = []
+        if data_root is not None and not str(data_root).strip():
+            # `--data-root "$UNSET"`: falling back to the env var would read another dataset silently
+            raise DatasetError(f"task '{self.name}': the dataset root given (--data-root) is an empty string",
+                               expected=self.dataset.get("layout"))
         if data_root:
             root, how = Path(data_root).expanduser(), "--data-root"
         elif env and os.environ.get(env):
@@ -154,13 +164,43 @@ class TaskConfig:
             return False
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping below reports it
+        if first is not key_node:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (first at line {first.start_mark.line + 1}); "
+                "a later value would silently win", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError("file not found", path=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a YAML file", path=str(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read the file: {e.strerror or e}", path=str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text ({utf8_error(raw, e)}); save the file as UTF-8", path=str(path)) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -217,13 +257,14 @@ def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
     if inc is None:
         return data
     incs = [inc] if isinstance(inc, str) else inc
-    if not isinstance(incs, list) or not all(isinstance(i, str) for i in incs):
-        raise ConfigError("expected a file name or a list of file names", path=str(path), key="include")
+    if not isinstance(incs, list) or not all(isinstance(i, str) and i.strip() for i in incs):
+        raise ConfigError(f"expected a file name or a list of file names, got {inc!r}", path=str(path), key="include")
     merged: dict = {}
     for i in incs:
         target = _include_target(path.parent, i)
-        if not target.exists():
-            raise ConfigError(f"included file '{i}' not found (looked at {path.parent / i} and the shipped tasks)",
+        if not target.is_file():
+            what = "is a folder, not a YAML file" if target.is_dir() else "not found"
+            raise ConfigError(f"included file '{i}' {what} (looked at {path.parent / i} and the shipped tasks)",
                               path=str(path), key="include")
         merged = _deep_merge(merged, load_merged(target, (*_stack, path)))
     return _deep_merge(merged, data)
@@ -249,44 +290,129 @@ def _template_fields(template: str, path: str, key: str) -> set[str]:
         raise ConfigError(f"bad template: {e}", path=path, key=key) from None
 
 
+def _check_template(template: str, allowed: dict[str, list], path: str, key: str):
+    """Only the allowed placeholders, and the template fills in with every kind of value it will
+    get (a format spec like {d:d} fails on a float, {labels!z} on anything)."""
+    bad = _template_fields(template, path, key) - set(allowed)
+    if bad:
+        shown = ", ".join("{" + f + "}" for f in sorted(bad))
+        raise ConfigError(f"unknown placeholders {shown}; allowed: " + ", ".join("{" + a + "}" for a in allowed),
+                          path=path, key=key)
+    n = max(len(v) for v in allowed.values())
+    for i in range(n):
+        values = {k: v[min(i, len(v) - 1)] for k, v in allowed.items()}
+        try:
+            template.format(**values)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            names = ", ".join("{" + a + "}" for a in allowed)
+            raise ConfigError(f"cannot be filled in ({type(e).__name__}: {e}); placeholders are plain "
+                              f"{{name}}s, e.g. {names}", path=path, key=key) from None
+
+
+# At most this many images per query: the previous sampled frames are sent with the current one,
+# and a larger number is far beyond what an edge VLM takes (the paper sends 1 or 2).
+MAX_IMAGES_PER_QUERY = 32
+_BAD_NAME_CHARS = set("/\\") | {chr(c) for c in range(32)}
+
+
+def _finite_positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _check_labels(ls: Mapping, source: str):
+    """Each label a non-empty name (or a mapping with one and a list of synonyms); at least one."""
+    items = ls["labels"]
+    if not items:
+        raise ConfigError("a task needs at least one label", path=source, key="label_space.labels")
+    for i, item in enumerate(items):
+        where = f"label_space.labels[{i}]"
+        if isinstance(item, dict):
+            extra = set(item) - {"name", "synonyms"}
+            if "name" not in item or extra:
+                raise ConfigError("each label is a name or a mapping with 'name' and optional 'synonyms'",
+                                  path=source, key=where)
+            name, syn = item["name"], item.get("synonyms")
+            if syn is not None and (not isinstance(syn, list) or
+                                    not all(isinstance(x, str) and normalize(x).strip() for x in syn)):
+                raise ConfigError(f"synonyms of {name!r}: expected a list of words or phrases, got {syn!r}",
+                                  path=source, key=where + ".synonyms")
+        else:
+            name = item
+        if not isinstance(name, str):
+            raise ConfigError(f"expected a label name (text), got {name!r}", path=source, key=where)
+        if not normalize(name).strip():
+            raise ConfigError(f"label {name!r} has no letters or digits, so no answer could name it", path=source,
+                              key=where)
+    none = ls.get("none_label")
+    if none is not None:
+        if ls.get("multi_label", True):
+            raise ConfigError("none_label is for single-label tasks (multi_label: false); in a multi-label task a "
+                              "frame with nothing is the empty set", path=source, key="label_space.none_label")
+        if not normalize(none).strip():
+            raise ConfigError(f"expected a name for the 'no label' ground truth, got {none!r}", path=source,
+                              key="label_space.none_label")
+        phrases = {normalize(x if isinstance(x, str) else x["name"]).strip() for x in items}
+        phrases |= {normalize(s).strip() for x in items if isinstance(x, dict) for s in (x.get("synonyms") or [])}
+        if normalize(none).strip() in phrases:
+            raise ConfigError(f"none_label {none!r} is also a label (or a synonym of one): a frame of that label "
+                              "would count as 'no label'", path=source, key="label_space.none_label")
+    if ls.get("score_none") and none is None:
+        raise ConfigError("score_none: true needs a label_space.none_label to score", path=source,
+                          key="label_space.score_none")
+
+
 def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
     """Validate a merged task mapping and build the TaskConfig."""
     _check_keys(data, _TOP_KEYS, source)
     _check_keys(data["dataset"], _DATASET_KEYS, source, "dataset.")
     _check_keys(data["label_space"], _LABEL_SPACE_KEYS, source, "label_space.")
-    if data["fps"] <= 0:
-        raise ConfigError(f"must be positive, got {data['fps']}", path=source, key="fps")
+    name = data["name"]
+    if not name.strip() or name.startswith(".") or _BAD_NAME_CHARS & set(name):
+        raise ConfigError(f"bad task name {name!r}: the name is part of file names (the stream cache, results), "
+                          "so it must be non-empty, not start with '.', and hold no '/', '\\' or control characters",
+                          path=source, key="name")
+    if not data["converter"].strip():
+        raise ConfigError("expected a converter name, got an empty string", path=source, key="converter")
+    if not _finite_positive(data["fps"]):
+        raise ConfigError(f"must be a positive finite number (frames per second), got {data['fps']}", path=source,
+                          key="fps")
     ipq = data.get("images_per_query", 1)
-    if ipq < 1:
-        raise ConfigError(f"must be >= 1, got {ipq}", path=source, key="images_per_query")
-    bad = _template_fields(data["query_template"], source, "query_template") - {"labels"}
-    if bad:
-        raise ConfigError(f"unknown placeholders {sorted(bad)}; allowed: {{labels}}", path=source, key="query_template")
-    bad = _template_fields(data["history_template"], source, "history_template") - {"d", "answer"}
-    if bad:
-        raise ConfigError(f"unknown placeholders {sorted(bad)}; allowed: {{d}}, {{answer}}", path=source,
-                          key="history_template")
-    for i, item in enumerate(data["label_space"]["labels"]):
-        if isinstance(item, dict):
-            extra = set(item) - {"name", "synonyms"}
-            if "name" not in item or extra:
-                raise ConfigError("each label is a name or a mapping with 'name' and optional 'synonyms'",
-                                  path=source, key=f"label_space.labels[{i}]")
-        elif not isinstance(item, str):
-            raise ConfigError(f"expected a label name, got {item!r}", path=source, key=f"label_space.labels[{i}]")
+    if not 1 <= ipq <= MAX_IMAGES_PER_QUERY:
+        raise ConfigError(f"must be 1..{MAX_IMAGES_PER_QUERY}, got {ipq}", path=source, key="images_per_query")
+    rounding = data.get("history_rounding", 0)
+    if rounding < 0:
+        raise ConfigError(f"must be >= 0 (decimals of {{d}}), got {rounding}", path=source, key="history_rounding")
+    _check_template(data["query_template"], {"labels": ["car, bus"]}, source, "query_template")
+    # {d} is an int with history_rounding 0 and a float otherwise
+    _check_template(data["history_template"], {"d": [2 if not rounding else 1.5], "answer": ["car, bus"]},
+                    source, "history_template")
+    _check_labels(data["label_space"], source)
     try:
         space = LabelSpace.from_config(data["label_space"])
     except ValueError as e:
         raise ConfigError(str(e), path=source, key="label_space") from None
+    if not data["metrics"]:
+        raise ConfigError(f"a task needs at least one metric; known: {', '.join(KNOWN_METRICS)}", path=source,
+                          key="metrics")
     metrics = [str(m) for m in data["metrics"]]
     unknown = [m for m in metrics if m not in KNOWN_METRICS]
     if unknown:
         raise ConfigError(f"unknown metrics {unknown}; known: {', '.join(KNOWN_METRICS)}", path=source, key="metrics")
+    twice = sorted({m for m in metrics if metrics.count(m) > 1})
+    if twice:
+        raise ConfigError(f"metrics {twice} listed more than once", path=source, key="metrics")
     single = {"accuracy"}
     if space.multi_label and single & set(metrics) or not space.multi_label and set(metrics) - single:
         raise ConfigError(
             f"metrics {metrics} do not fit a {'multi' if space.multi_label else 'single'}-label task "
             "(multi-label: micro_f1, macro_f1, exact_match; single-label: accuracy)", path=source, key="metrics")
+    label_set = data.get("macro_f1_label_set", DEFAULT_MACRO_F1_LABEL_SET)
+    if label_set not in MACRO_F1_LABEL_SETS:
+        raise ConfigError(f"expected one of {', '.join(MACRO_F1_LABEL_SETS)} (the labels Macro-F1 averages over), "
+                          f"got {label_set!r}", path=source, key="macro_f1_label_set")
+    if "macro_f1_label_set" in data and not space.multi_label:
+        raise ConfigError("only a multi-label task has a Macro-F1; remove the key", path=source,
+                          key="macro_f1_label_set")
     calibration = data.get("calibration")
     if calibration is not None:
         _check_keys(calibration, _CALIBRATION_KEYS, source, "calibration.")
@@ -319,6 +445,7 @@ def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
         description=data.get("description", ""),
         version=str(data.get("version", "1")),
         primary_metric=primary,
+        macro_f1_label_set=label_set,
         score_none=bool(data["label_space"].get("score_none", False)),
         tags=[str(t) for t in data.get("tags", [])],
         calibration=dict(calibration) if calibration is not None else None,
