@@ -36,7 +36,7 @@ def test_demo_edgevlm_beats_svlm_only_and_parallel(tmp_path, no_network, capsys)
                  "--latency", LATENCY, "--edge-latency", "0.3", "--output-dir", str(out)])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    folder = out / "demo" / "all"
+    folder = out / "demo" / "demo-svlm__demo-lvlm" / "all"
     doc = json.loads((folder / "results.json").read_text())
     runs = doc["tasks"]["demo"]["runs"]
     assert list(runs) == ["svlm_only", "lvlm_only", "parallel", "laecips", "laecips-clf", "adas", "edgevlm",
