@@ -1,7 +1,9 @@
 """The paper's experiments as named protocols (method.md §6), each a list of runs plus the shape of
 the table it fills (stored in the results JSON under "protocol" and printed with rich).
 
-    main        Table 2: every strategy; LAECIPS, ADAS, edgeVLM tuned to LCR 20-30, 35-45, 50-60 %; edgeVLM at 100 %
+    main        Table 2: every strategy; LAECIPS (both readings: the authors' code rule, and the paper's
+                classifier when the task has a calibration split), ADAS, edgeVLM tuned to LCR 20-30,
+                35-45, 50-60 %; edgeVLM at 100 %
     ablation    Table 5: all frames uploaded; parallel -> +CRM -> +GGVR -> +GRVR
     call-sweep  Table 1 / Fig. 5: K_call 1..9 at K_delay 4, and K_delay 1..8, inf at K_call 0 (+ SVLM only)
     delay       latency study: fixed latency d = 1..9 s, every frame uploaded: edgeVLM, parallel, LVLM only (+ SVLM only)
@@ -41,7 +43,9 @@ class Plan:
 RunFactory = Callable[..., Run]
 
 
-def make_plan(protocol: str, make: RunFactory, *, have_uplink: bool) -> Plan:
+def make_plan(protocol: str, make: RunFactory, *, have_uplink: bool, have_calibration: bool = False) -> Plan:
+    """The protocol's runs. `have_uplink`: Distributed VLM can be timed; `have_calibration`: the task
+    has a calibration split, so LAECIPS' classifier reading (laecips-clf) can be trained."""
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)
     plan = Plan(protocol)
@@ -54,8 +58,12 @@ def make_plan(protocol: str, make: RunFactory, *, have_uplink: bool) -> Plan:
                          label="Distributed VLM"))
         else:
             plan.notes.append("distributed_vlm skipped: it needs an uplink (--uplink MBPS or a Mahimahi trace)")
+        banded = ("laecips", "laecips-clf", "adas", "edgevlm") if have_calibration else ("laecips", "adas", "edgevlm")
+        if not have_calibration:
+            plan.notes.append("laecips-clf skipped: LAECIPS' classifier reading is trained on the task's calibration "
+                              "split, and this task has none (a `calibration:` key in its YAML, docs/method.md)")
         for band in BANDS:
-            for strat in ("laecips", "adas", "edgevlm"):
+            for strat in banded:
                 run = make(strat, name=f"{strat}@{band.label()}")
                 add(PlanItem(run, band, f"LCR {band.label()} %", run.cls.display_label()))
         add(PlanItem(make("edgevlm", name="edgevlm@100", K_call=0, K_delay=INF), group="LCR 100 %",

@@ -92,13 +92,47 @@ def _entry(images, text, kind, query, frame_index, source, age_s) -> HistoryEntr
     return e
 
 
-def confidence(token_probs: Sequence[float] | None) -> float | None:
-    """LAECIPS confidence h: the share of generated tokens whose top-1 probability exceeds 0.9."""
-    if token_probs is None:
+def confidence(token_probs: Sequence[float] | None, answer_probs: Sequence[float] | None = None) -> float | None:
+    """LAECIPS confidence h: the share of the answer's tokens whose top-1 probability exceeds 0.9.
+    `answer_probs` (Reply.answer_token_probs: no <think> reasoning, no box coordinates) when the
+    adapter placed the answer, else every generated token (`token_probs`)."""
+    probs = answer_probs if answer_probs is not None else token_probs
+    if probs is None:
         return None
-    if not token_probs:
+    if not probs:
         return 0.0
-    return len([p for p in token_probs if p > 0.9]) / len(token_probs)
+    return len([p for p in probs if p > 0.9]) / len(probs)
+
+
+def _answer_probs(reply: Reply) -> list[float] | None:
+    """The answer tokens' probabilities as logged (4 decimals), or all tokens' when not placed."""
+    probs = reply.answer_token_probs if reply.answer_token_probs is not None else reply.token_probs
+    return None if probs is None else [round(float(p), 4) for p in probs]
+
+
+def _prev_labels(ok: bool, labels) -> tuple[str, ...] | None:
+    return tuple(labels) if ok else None
+
+
+def svlm_results(lines: Sequence[FrameLine], streams: Sequence[Stream]) -> list[SvlmResult | None]:
+    """What `Strategy.score` sees of each logged frame (None: the SVLM did not run on it), built
+    as the simulator builds it for `decide_after`: the previous frame's labels on the same stream
+    (when its SVLM reply was usable) and the frame's images. For by-score searches (the probe run)
+    and calibration (the SVLM-only replay of the calibration streams)."""
+    images = {(s.id, f.index): f.images for s in streams for f in s.frames}
+    by_key = {(ln.stream, ln.frame): ln for ln in lines}
+    out = []
+    for ln in lines:
+        sv = ln.svlm
+        if sv is None:
+            out.append(None)
+            continue
+        prev = by_key.get((ln.stream, ln.frame - 1))
+        prev_labels = _prev_labels(prev.svlm.ok, prev.svlm.labels) if prev is not None and prev.svlm else None
+        out.append(SvlmResult(sv.ok, sv.text, tuple(sv.labels), sv.conf, sv.e_s,
+                              tuple(sv.answer_probs) if sv.answer_probs is not None else None, prev_labels,
+                              tuple(images.get((ln.stream, ln.frame), ()))))
+    return out
 
 
 class StreamState:
@@ -393,10 +427,11 @@ class Simulator:
                     ok = reply.ok
                     labels, unmapped = self.parse(reply.text) if ok else ((), ())
                     e = cfg.edge.seconds(st.sid, f.index, reply, share_s)
-                    conf = confidence(reply.token_probs)
+                    conf = confidence(reply.token_probs, reply.answer_token_probs)
                     svlm = SvlmOut(ok, reply.error, reply.text, list(labels), list(unmapped), e, conf,
                                    [reply.visual_tokens, reply.visual_tokens_kept]
-                                   if reply.visual_tokens is not None else None, reply.error_kind)
+                                   if reply.visual_tokens is not None else None, reply.error_kind,
+                                   _answer_probs(reply) if ok else None)
                 st.svlm_ok[t] = ok
                 st.svlm_labels[t] = labels
                 if not ok:
@@ -406,7 +441,12 @@ class Simulator:
                 else:
                     svlm_valid = True
             if strat.decides_after_svlm:
-                upload, why = strat.decide_after(st, t, SvlmResult(ok, svlm.text, labels, conf, e))
+                # built from the logged values only, so that resume recomputes the same decision
+                prev = _prev_labels(st.svlm_ok[t - 1], st.svlm_labels[t - 1]) \
+                    if t > 0 and st.img_err[t - 1] is None else None
+                ap = tuple(svlm.answer_probs) if svlm.answer_probs is not None else None
+                upload, why = strat.decide_after(st, t, SvlmResult(ok, svlm.text, labels, conf, e, ap, prev,
+                                                                   tuple(f.images)))
             else:
                 upload, why = p.upload, p.why
         if logged is not None and (logged.upload != upload or logged.why != why):

@@ -160,6 +160,9 @@ class Needs:
     logprobs: bool = False  # reads the SVLM's per-token probabilities
     uplink: bool = False  # times uploads over an uplink (bandwidth)
     token_focus: bool = False  # asks the SVLM for Visual Focus (recorded as not applied when it cannot)
+    # fits state on the task's calibration split before any scored run (`Strategy.calibrate`); a
+    # task without one (no `calibration:` in its YAML) cannot serve the strategy
+    calibration: bool = False
 
 
 @dataclass(frozen=True)
@@ -198,13 +201,18 @@ class FocusRequest:
 
 @dataclass(frozen=True)
 class SvlmResult:
-    """What `decide_after` (and `score`) see of the SVLM's answer to frame T."""
+    """What `decide_after` (and `score`) see of the SVLM's answer to frame T: what the edge knows
+    before it decides. The simulator and the probe/calibration readers (`simulator.svlm_results`)
+    build it from the same logged values, so a decision recomputed on resume is the same."""
 
     ok: bool
     text: str
     labels: tuple[str, ...]
     conf: float | None  # share of answer tokens whose top-1 probability exceeds 0.9 (None: no probabilities)
     e_s: float  # edge latency of the answer, seconds
+    answer_probs: tuple[float, ...] | None = None  # top-1 probabilities of the answer's tokens (4 decimals)
+    prev_labels: tuple[str, ...] | None = None  # the SVLM's labels of the stream's previous frame (None: none usable)
+    images: tuple[str, ...] = ()  # the frame's image files (the edge has them)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,12 +237,17 @@ class Strategy:
     source: ClassVar[str] = ""
     colour: ClassVar[str | None] = None
     reference: ClassVar[bool] = False
+    # how the paper's own reported rows filed under this strategy are shown (results/paper; the
+    # leaderboard), when they cannot be told apart by the label: None = display_label()
+    paper_label: ClassVar[str | None] = None
     order: ClassVar[int] = 100  # where a built-in comes in `--strategy all` and tables (references first)
     Knobs: ClassVar[type[Knobs]] = Knobs
     needs: ClassVar[Needs] = Needs()
     lcr_knob: ClassVar[LcrKnob | None] = None
     decides_after_svlm: ClassVar[bool] = False
     history: str | None = "native"  # "crm" (compressed snippets, LVLM entry farthest) | "native" | None
+    # the state `calibrate` returned for this run's knobs (`needs.calibration`), set by `Run.make`
+    calibration: dict | None = None
 
     def __init__(self, knobs: Knobs, cfg):
         if not isinstance(knobs, self.Knobs):
@@ -263,6 +276,27 @@ class Strategy:
         always = [lk.name, *([lk.widen[0]] if lk.widen else [])] if lk else []
         full = knobs.to_json()
         return {**{k: full[k] for k in always if k in full}, **shown}
+
+    # -- calibration (needs.calibration) -------------------------------------------------------
+
+    @classmethod
+    def calibration_key(cls, knobs: Knobs) -> str:
+        """Runs whose keys are equal share one fitted state. Default: every knob but the call-ratio
+        knob (the bands of the main protocol differ only in it)."""
+        import json
+
+        skip = {cls.lcr_knob.name} if cls.lcr_knob else set()
+        return cls.name + json.dumps({k: v for k, v in knobs.to_json().items() if k not in skip}, sort_keys=True)
+
+    @classmethod
+    def calibrate(cls, lines: list, streams: list, task, knobs: Knobs) -> dict:
+        """Fit the strategy's state on the calibration split: `lines` are the frame lines
+        (core/records.py FrameLine) of an SVLM-only replay of the calibration `streams` (never
+        scored; `simulator.svlm_results(lines, streams)` gives what `score` would see of each),
+        `task` the TaskConfig. Returns JSON-able state; the pipeline stores it in the run folder
+        (calibration.json, with the split's description under "split") and hands it to the
+        strategy as `self.calibration`; resume and --rescore never refit."""
+        raise NotImplementedError
 
     # -- per stream ----------------------------------------------------------------------------
 
@@ -321,12 +355,15 @@ class Strategy:
 @dataclass(frozen=True)
 class Run:
     """One strategy with its knobs: a column of a results table. `latency` overrides the run's
-    latency source for this run only (the delay protocol)."""
+    latency source for this run only (the delay protocol). `calibration`: the state the strategy's
+    `calibrate` fitted (needs.calibration), handed to the strategy by `make`; not part of the run's
+    identity (to_json), its summary is shown by `display`."""
 
     cls: type[Strategy]
     knobs: Knobs
     name: str | None = None
     latency: str | None = None
+    calibration: dict | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.knobs, self.cls.Knobs):
@@ -341,13 +378,16 @@ class Run:
         return self.name or self.cls.name
 
     def with_(self, **kw) -> "Run":
-        """A copy with `name` / `latency` and knobs replaced."""
-        own = {k: kw.pop(k) for k in ("name", "latency") if k in kw}
+        """A copy with `name` / `latency` / `calibration` and knobs replaced."""
+        own = {k: kw.pop(k) for k in ("name", "latency", "calibration") if k in kw}
         knobs = self.knobs.replace(**kw) if kw else self.knobs
         return dataclasses.replace(self, knobs=knobs, **own)
 
     def make(self, cfg) -> Strategy:
-        return self.cls(self.knobs, cfg)
+        s = self.cls(self.knobs, cfg)
+        if self.calibration is not None:
+            s.calibration = self.calibration
+        return s
 
     def to_json(self) -> dict:
         d = {"strategy": self.cls.name, "run": self.run_id, **self.knobs.to_json()}
@@ -359,6 +399,9 @@ class Run:
         """How tables and plots show this run (written into run.json and results.json, so that
         readers never need the strategy's code)."""
         c = self.cls
-        return {"label": c.display_label(), "proxy": c.proxy, "source": c.source, "colour": c.colour,
-                "reference": c.reference, "variant": c.variant(self.knobs), "setting": c.setting(self.knobs),
-                "lcr_knob": c.lcr_knob.name if c.lcr_knob else None}
+        d = {"label": c.display_label(), "proxy": c.proxy, "source": c.source, "colour": c.colour,
+             "reference": c.reference, "variant": c.variant(self.knobs), "setting": c.setting(self.knobs),
+             "lcr_knob": c.lcr_knob.name if c.lcr_knob else None}
+        if self.calibration is not None and isinstance(self.calibration.get("split"), dict):
+            d["calibration"] = self.calibration["split"]  # which streams it was fitted on (never scored)
+        return d

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from edgevlm_eval.core.answer_span import answer_token_probs, char_ends_by_decoding, is_plain
 from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding
 from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Reply, Request
@@ -161,7 +162,10 @@ class HFImageTextAdapter(Adapter):
                 toks = res.sequences[b, L:].tolist()[: chunk[k].max_new_tokens or self.max_new_tokens]
                 n = next((i for i, t in enumerate(toks) if t in eos), len(toks))
                 text = self.tokenizer.decode(toks[:n], skip_special_tokens=True)
-                rep = Reply(text=text, raw_text=text, token_probs=[float(p) for p in probs[b, :n]],
+                tp = [float(p) for p in probs[b, :n]]
+                ends = None if is_plain(text) else char_ends_by_decoding(
+                    lambda x: self.tokenizer.decode(x, skip_special_tokens=True), toks[:n], text)
+                rep = Reply(text=text, raw_text=text, token_probs=tp, answer_token_probs=answer_token_probs(text, tp, ends),
                             timings={"total": t2 - t0, "generate": t2 - t1, "batch_size": float(len(keep))},
                             prompt_tokens=int(inputs["attention_mask"][b].sum()), completion_tokens=n)
                 if chunk[k].grounding and sizes[b] is not None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+from edgevlm_eval.core.answer_span import answer_token_probs, char_ends_from_pieces, is_plain
 from edgevlm_eval.core.errors import ConfigError
 from edgevlm_eval.core.grounding import (
     grounding_prompt,
@@ -439,12 +440,16 @@ class OpenAIAdapter(Adapter):
                 if finish == "length" else ""
             return Failure("transient", "reply", f"{CAUSES['reply']}: {what} (finish_reason={finish}){hint}",
                            True, wait)
-        probs = None
+        probs = answer = None
         lp = getattr(choice, "logprobs", None)
         if lp is not None and getattr(lp, "content", None):
             probs = [math.exp(t.logprob) for t in lp.content]
+            # the answer's tokens (core/answer_span.py), placed by each token's text (or bytes)
+            ends = None if is_plain(text) else char_ends_from_pieces(
+                [getattr(t, "token", None) for t in lp.content], text, [getattr(t, "bytes", None) for t in lp.content])
+            answer = answer_token_probs(text, probs, ends)
         usage = getattr(resp, "usage", None)
-        rep = Reply(text=text, token_probs=probs, timings=timings, raw_text=text,
+        rep = Reply(text=text, token_probs=probs, answer_token_probs=answer, timings=timings, raw_text=text,
                     prompt_tokens=_int_or_none(getattr(usage, "prompt_tokens", None)),
                     completion_tokens=_int_or_none(getattr(usage, "completion_tokens", None)))
         if isinstance(server, dict):

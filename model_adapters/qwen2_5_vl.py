@@ -13,7 +13,8 @@ One `generate()` call runs its requests as left-padded batches through transform
 - Visual Focus acts on the merged tokens after the vision tower through a temporary wrapper of
   `get_image_features` (focus.py);
 - greedy decoding by default; the top-1 probability of each generated token comes from the raw
-  logits `generate` returns.
+  logits `generate` returns, and those of the answer's tokens (no <think> reasoning, no box
+  coordinates; core/answer_span.py) are reported apart for LAECIPS' confidence.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Sequence
 
 import torch
 
+from edgevlm_eval.core.answer_span import answer_token_probs, char_ends_by_decoding, is_plain
 from edgevlm_eval.core.grounding import grounding_prompt, parse_grounding
 from edgevlm_eval.core.images import ImageError, load_image
 from edgevlm_eval.core.types import Box, Reply, Request, largest_per_label
@@ -501,13 +503,23 @@ class QwenVLAdapter(Adapter):
                     n = k
                     break
             raw = self.tokenizer.decode(toks[:n], skip_special_tokens=True)
-            rep = Reply(text=raw, token_probs=[float(p) for p in probs[b, :n]], visual_tokens=row.visual_tokens,
+            tp = [float(p) for p in probs[b, :n]]
+            rep = Reply(text=raw, token_probs=tp, answer_token_probs=self.answer_probs(toks[:n], raw, tp),
+                        visual_tokens=row.visual_tokens,
                         visual_tokens_kept=row.visual_tokens_kept, focus_applied=self._focus_report(row, prep.plan),
                         timings=dict(timings, focus_plan=row.plan_s), prompt_tokens=len(row.ids), completion_tokens=n, raw_text=raw)
             if row.request.grounding:
                 self._ground(rep, row)
             out[row.index] = rep
         return out
+
+    def answer_probs(self, ids: Sequence[int], text: str, probs: Sequence[float]) -> list[float] | None:
+        """The top-1 probabilities of the reply's answer tokens (core/answer_span.py): a reply with
+        <think>/<answer> tags or a JSON answer is placed token by token by decoding prefixes."""
+        if is_plain(text):
+            return list(probs)
+        ends = char_ends_by_decoding(lambda x: self.tokenizer.decode(x, skip_special_tokens=True), ids, text)
+        return answer_token_probs(text, probs, ends)
 
     def _focus_report(self, row: _Row, plan: FocusPlan) -> dict:
         """What was actually applied: "ggvr" (a list, one item per pruned entry) and/or "grvr"."""

@@ -190,7 +190,10 @@ def _fingerprint(paths: Iterable[Path]) -> list:
 def cache_key(task: TaskConfig, root: Path | None, converter, options: dict, inputs: Iterable[Path]) -> str:
     payload = {
         "format": FORMAT,
-        "task": {k: v for k, v in task.raw.items() if k not in ("description", "tags", "metrics", "primary_metric")},
+        # the calibration split does not change the evaluated streams (the calibration task's own
+        # key holds its overrides, merged into the other keys)
+        "task": {k: v for k, v in task.raw.items()
+                 if k not in ("description", "tags", "metrics", "primary_metric", "calibration")},
         "converter": [converter.name, converter.version],
         "options": options,
         "root": str(root.resolve()) if root else None,

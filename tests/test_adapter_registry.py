@@ -101,7 +101,12 @@ def test_edge_latency_and_price_fields():
     assert q3.edge_latency_s == 0.5624 and "Table 3" in q3.edge_latency_basis and "562.40 ms" in q3.edge_latency_basis
     for tiny in ("tiny-qwen2.5-vl", "tiny-vlm-r1", "tiny-hf"):
         assert entries[tiny].edge_latency_s is not None and entries[tiny].edge_latency_basis == "tests: nominal"
-    for none in ("demo-svlm", "demo-lvlm", "qwen2.5-vl-7b", "gpt-4o", "vlm-r1"):
+    # the demo models declare a figure measured once on a stated reference machine (issue 10)
+    assert entries["demo-svlm"].edge_latency_s == 0.031 and entries["demo-lvlm"].edge_latency_s == 0.115
+    for demo in ("demo-svlm", "demo-lvlm"):
+        basis = entries[demo].edge_latency_basis
+        assert "EPYC" in basis and "measure_edge_latency.py" in basis
+    for none in ("qwen2.5-vl-7b", "gpt-4o", "vlm-r1"):
         assert entries[none].edge_latency_s is None
     g = entries["gpt-4o"].to_json()
     assert g["price"]["input_usd_per_mtok"] == 2.5 and g["price"]["output_usd_per_mtok"] == 10.0

@@ -207,8 +207,7 @@ def test_the_retired_5g_preset_says_what_to_use():
 
 from pathlib import Path  # noqa: E402
 
-from edgevlm_eval.collab.latency import (PAPER_5G, PAPER_VARIANTS, BurstParams, PaperLatency,  # noqa: E402
-                                          stream_draws)
+from edgevlm_eval.collab.latency import (PAPER_5G, PAPER_VARIANTS, BurstParams, stream_draws)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT = ROOT / "results" / "latency" / "paper_5g_fit.json"

@@ -67,9 +67,12 @@ def test_distributed_vlm_latency():
     ls = r["distributed_vlm"]
     assert [ln.latency_s for ln in ls] == pytest.approx([x - 0.068 for x in LAT])
     assert outputs(ls) == ["lvlm", "invalid", "lvlm", "invalid", "lvlm", "lvlm"]  # 1.05 -> 0.982: in time
-    # the paper's 72B features (1824 x 8192 x 2 B = 29.9 MB) at 8 Mbps take 29.9 s: always late
-    r, _ = _run(run_of("distributed_vlm"))
+    # the default features of a 1600 x 900 frame (1824 tokens x 2048 x 2 B = 7.47 MB) at 8 Mbps take 7.5 s
+    r, _ = _run(run_of("distributed_vlm", dvlm_tokens=1824))
     assert outputs(r["distributed_vlm"]) == ["invalid"] * 6
+    # by default the tokens come from the frame's images: these toy frames have none to read
+    with pytest.raises(DatasetError, match="dvlm-tokens"):
+        _run(run_of("distributed_vlm"))
 
 
 def test_distributed_vlm_needs_an_uplink():

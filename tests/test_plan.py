@@ -19,7 +19,7 @@ from edgevlm_eval.collab.simulator import SimConfig, Simulator
 from edgevlm_eval.collab.strategies import run_of
 from edgevlm_eval.collab.strategy import INF
 from edgevlm_eval.collab.testing import ScriptedSVLM, replay, toy_streams, toy_task, toy_trace
-from edgevlm_eval.core.errors import ConfigError, EdgeVLMError
+from edgevlm_eval.core.errors import ConfigError
 
 
 def _totals(r) -> PlanTotals:

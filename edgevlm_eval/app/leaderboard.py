@@ -333,7 +333,8 @@ def _paper_label(strategy: str, params: dict) -> tuple[str, str | None, bool, st
         variant = cls.variant(cls.Knobs.from_mapping(known))
     except EdgeVLMError:
         variant = ""
-    return cls.display_label(), cls.colour, cls.reference, variant
+    # a strategy whose label names one reading (LAECIPS) shows the paper's own rows apart (paper_label)
+    return (getattr(cls, "paper_label", None) or cls.display_label()), cls.colour, cls.reference, variant
 
 
 def rows_from_results(doc: dict, path: Path, *, notes: list[str] | None = None) -> list[Row]:

@@ -190,7 +190,7 @@ def _protocols():
 
 ENGINE_OPTIONS: tuple[Option, ...] = (
     Option("strategy", ("--strategy",), None, None, "strategies to run (repeatable): built-in names "
-           "(svlm_only, lvlm_only, distributed_vlm, parallel, laecips, adas, edgevlm), 'all', module:Class or "
+           "(svlm_only, lvlm_only, distributed_vlm, parallel, laecips, laecips-clf, adas, edgevlm), 'all', module:Class or "
            "file.py:Class, each with optional knobs: edgevlm:K_call=2,K_delay=4 (default: edgevlm)", "S[,S...]"),
     Option("protocol", ("--protocol",), lambda v, k: choice(*_protocols())(v, k), None,
            "run one of the paper's experiments instead of --strategy: main (Table 2), ablation (Table 5), "

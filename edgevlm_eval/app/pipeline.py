@@ -2,7 +2,11 @@
 
     check   the task, the models, every engine option and the runs: cheap, before anything else
     plan    the runs to replay (strategies with their knobs, targets), and the run folder
-    data    the task's streams (converted or from the cache), the LVLM trace (recorded once)
+    data    the task's streams (converted or from the cache), the calibration split's streams when a
+            run is calibrated (needs.calibration), the LVLM trace (recorded once)
+    calibrate  an SVLM-only replay of the calibration streams (never scored), each calibrated
+            strategy's `calibrate` on it; the state is kept in the run folder (calibration.json) so
+            that resume and --rescore never refit
     execute the knob searches, then every run replayed in lockstep, logged frame by frame
     report  results.json (a pure function of run.json and the log), the table, the figures
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
 import time
@@ -26,10 +31,11 @@ from edgevlm_eval.collab.edge import EdgeLatency, FixedEdge, parse_edge_latency
 from edgevlm_eval.collab.latency import parse_latency, parse_uplink
 from edgevlm_eval.collab.protocols import PlanItem
 from edgevlm_eval.collab.search import search
-from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done
+from edgevlm_eval.collab.simulator import SimConfig, Simulator, load_done, svlm_results
 from edgevlm_eval.collab.strategies import BUILTIN
-from edgevlm_eval.collab.strategy import Run, SvlmResult
-from edgevlm_eval.core.errors import ConfigError, EdgeVLMError
+from edgevlm_eval.collab.strategy import Run
+from edgevlm_eval.core.errors import ConfigError, DatasetError, EdgeVLMError
+from edgevlm_eval.core.io import atomic_write_json
 from edgevlm_eval.core.taskconfig import TaskConfig
 from edgevlm_eval.core.types import Stream
 from edgevlm_eval.model_adapters import registry  # attribute access: one place to stub it in tests
@@ -147,7 +153,8 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     source = parse_latency(cfg.latency)
     uplink = parse_uplink(cfg.uplink) if cfg.uplink else getattr(source, "uplink", None)
     logprobs = svlm_entry.capabilities.logprobs if svlm_entry is not None else None
-    runs = build_runs(cfg, have_uplink=uplink is not None, svlm_logprobs=logprobs)
+    runs = build_runs(cfg, have_uplink=uplink is not None, svlm_logprobs=logprobs,
+                      have_calibration=task.calibration is not None, task_name=task.name)
     if not runs.items:
         raise ConfigError("nothing to run: every strategy was left out (see the notes above)", key="--strategy")
     for n in runs.notes:
@@ -201,12 +208,14 @@ def _code_of(cls) -> str | None:
 
 
 def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict, probe_added: bool,
-              stream_info: dict, trace_meta: dict, latency: dict, svlm_info: dict | None = None) -> dict:
+              stream_info: dict, trace_meta: dict, latency: dict, svlm_info: dict | None = None,
+              calibration: dict | None = None) -> dict:
     cfg = ck.cfg
     config = redact({**cfg.to_json(), **ck.sim.to_json()})
     info = {k: stream_info.get(k) for k in ("cache_key", "root") if stream_info.get(k) is not None}
     return {"config_hash": chash, "plan_hash": ck.plan_hash, "config": config, "stream_info": info,
             "protocol": ck.runs.plan.name, "notes": ck.runs.notes, "trace": trace_meta, "latency": latency,
+            **({"calibration": calibration} if calibration else {}),
             "edge_latency": ck.edge.describe(), "svlm_info": svlm_info,
             "runs": [{"spec": it.spec.to_json(), "group": it.group, "label": it.label,
                       "target": it.target.label() if it.target else None, "display": it.spec.display()}
@@ -215,11 +224,11 @@ def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict
             "metric_options": {"macro_f1_label_set": cfg.macro_f1_labels or ck.task.macro_f1_label_set}}
 
 
-def _scores(run: Run, lines, sim_cfg) -> list:
-    """Per-frame scores of a by-score knob from the probe run's SVLM replies."""
+def _scores(run: Run, lines, streams, sim_cfg) -> list:
+    """Per-frame scores of a by-score knob from the probe run's SVLM replies (as the simulator
+    shows them to `decide_after`: simulator.svlm_results)."""
     strat = run.make(sim_cfg)
-    return [strat.score(SvlmResult(ln.svlm.ok, ln.svlm.text, tuple(ln.svlm.labels), ln.svlm.conf, ln.svlm.e_s))
-            if ln.svlm is not None else None for ln in lines]
+    return [strat.score(r) if r is not None else None for r in svlm_results(lines, streams)]
 
 
 def _usage(trace, streams: Sequence[Stream]) -> dict:
@@ -239,8 +248,98 @@ def _usage(trace, streams: Sequence[Stream]) -> dict:
     return {"frames_reporting": reported, "prompt_tokens": p, "completion_tokens": c, "cost_usd": cost}
 
 
-def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -> dict:
-    """Tune, replay and log every run; returns results.json's document."""
+# ---------------------------------------------------------------------------------------------
+# the calibration split (strategies with needs.calibration: LAECIPS' classifier reading)
+
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FORMAT = "edgevlm-eval.calibration/1"
+
+
+def load_calibration_streams(task: TaskConfig, cfg: RunConfig, evaluated: Sequence[Stream]) -> list[Stream]:
+    """The task's calibration split (`calibration:` in its YAML: the converter with other options,
+    or another dataset split, cut to its `limit` first streams by id), checked to share no frame
+    image with the evaluated streams."""
+    ctask = task.calibration_task()
+    _, streams, _ = load_task_and_streams(ctask.name, tasks_dir=cfg.tasks_dir, data_root=cfg.data_root,
+                                          no_cache=cfg.no_cache, limit=task.calibration.get("limit"), task=ctask)
+    check_disjoint(evaluated, streams, task)
+    console().print("calibration split: " + summary_line(ctask, streams) + " (never scored)")
+    return streams
+
+
+def check_disjoint(evaluated: Sequence[Stream], calibration: Sequence[Stream], task: TaskConfig) -> None:
+    """A calibration split must not hold an evaluated frame: no image file in common."""
+    if not calibration:
+        raise DatasetError(f"task '{task.name}': its calibration split has no streams", path=task.source)
+    seen = {p for s in evaluated for f in s.frames for p in f.images}
+    shared = sorted({p for s in calibration for f in s.frames for p in f.images if p in seen})
+    if shared:
+        raise ConfigError(f"task '{task.name}': the calibration split shares {len(shared)} frame images with the "
+                          f"evaluated streams (e.g. {shared[0]}); its `calibration:` must name another seed or "
+                          "split, so that no evaluated frame is trained on", path=task.source, key="calibration")
+
+
+def _split_info(task: TaskConfig, streams: Sequence[Stream]) -> dict:
+    return {"file": CALIBRATION_FILE, "scored": False, "spec": dict(task.calibration or {}),
+            "streams": [s.id for s in streams], "frames": sum(len(s) for s in streams)}
+
+
+def calibrate(ck: "Checked", streams: Sequence[Stream], svlm, chash: str, *, rank: int = 0, world: int = 1) -> dict:
+    """calibration.json's document: the split and, per calibration key, the state each calibrated
+    strategy fitted on an SVLM-only replay of the calibration streams. Read back when the folder
+    holds one for this configuration (resume), else fitted (rank 0) and written."""
+    path = ck.folder.path / CALIBRATION_FILE
+    wanted = {}
+    for it in ck.runs.items:
+        c = it.spec.cls
+        if c.needs.calibration:
+            wanted.setdefault(c.calibration_key(it.spec.knobs), (c, it.spec.knobs))
+
+    def read() -> dict | None:
+        if not path.exists():
+            return None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if doc.get("format") != CALIBRATION_FORMAT or doc.get("config_hash") != chash:
+            return None
+        return doc if set(wanted) <= set(doc.get("states") or {}) else None
+
+    if rank == 0 and read() is None:
+        ref_cls = next(c for c in BUILTIN.values() if c.reference)
+        sim = Simulator(ck.task, streams, None, svlm, ck.sim, keep_lines=True)
+        t0 = time.perf_counter()
+        with Progress(sum(len(s) for s in streams), f"{ck.task.name}: calibration split ({ref_cls.name})") as prog:
+            lines = sim.run([Run(ref_cls, ref_cls.Knobs(), name="calibration")], progress=prog.advance)
+        split = _split_info(ck.task, streams)
+        states = {}
+        for key, (c, knobs) in wanted.items():
+            state = c.calibrate(lines, list(streams), ck.task, knobs)
+            states[key] = {**state, "split": split}
+        atomic_write_json(path, {"format": CALIBRATION_FORMAT, "config_hash": chash, "task": ck.task.name,
+                                 "svlm": ck.cfg.svlm, "split": split, "replay_s": round(time.perf_counter() - t0, 3),
+                                 "states": states})
+    barrier(world)
+    doc = read()
+    if doc is None:
+        raise DatasetError("calibration.json was not written for this configuration", path=str(path))
+    return doc
+
+
+def _fit_summary(state: dict) -> str:
+    bits = [f"{state.get('hard', '?')} of {state.get('n', '?')} frames hard ({state.get('hard_rule', '')})"]
+    if state.get("cv_auc_by_stream") is not None:
+        bits.append(f"2-fold AUC by stream {state['cv_auc_by_stream']:.3f}")
+    if state.get("note"):
+        bits.append(state["note"])
+    return "; ".join(bits)
+
+
+def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
+            calibration_streams: Sequence[Stream] | None = None) -> dict:
+    """Tune, replay and log every run; returns results.json's document. `calibration_streams`:
+    the task's calibration split, when a run is calibrated (needs.calibration)."""
     cfg, task, folder, sim_cfg = ck.cfg, ck.task, ck.folder, ck.sim
     rank, world = dist()
     trace = trace_info.trace if trace_info is not None else None
@@ -260,10 +359,17 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -
         trace_meta = portable_paths(trace_meta)
     all_streams = sorted(streams, key=lambda s: s.id)
     mine = shard(all_streams, rank, world)
-    chash = config_hash({"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
-                         "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
-                         "plan": _plan_json(ck.runs.items)})
+    payload = {"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
+               "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
+               "plan": _plan_json(ck.runs.items)}
+    if ck.runs.needs.calibration:
+        if calibration_streams is None:
+            raise ConfigError("a calibrated strategy needs the task's calibration split", key="--strategy")
+        payload["calibration"] = [task.calibration, [[s.id, len(s)] for s in calibration_streams]]
+    chash = config_hash(payload)
     old = folder.open(chash, overwrite=cfg.overwrite, resume=cfg.resume, rank=rank)
+    if cfg.overwrite and rank == 0:
+        (folder.path / CALIBRATION_FILE).unlink(missing_ok=True)
     barrier(world)
     mine_ids = {s.id for s in mine}
     done = load_done(ln for ln in old if ln.stream in mine_ids)
@@ -277,6 +383,28 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -
         if lacking:
             raise ConfigError(f"runs {lacking} need the SVLM's token probabilities and the loaded adapter of "
                               f"{cfg.svlm!r} does not report them (its registry entry said it would)", key="--svlm")
+
+    # -- the calibration split: fitted once, kept in the folder ------------------------------------
+    calibration_doc = None
+    if ck.runs.needs.calibration:
+        calibration_doc = calibrate(ck, calibration_streams, svlm, chash, rank=rank, world=world)
+        split = calibration_doc["split"]
+        for it in ck.runs.items:
+            c = it.spec.cls
+            if c.needs.calibration:
+                it.spec = it.spec.with_(calibration=calibration_doc["states"][c.calibration_key(it.spec.knobs)])
+        fitted = {}
+        for it in ck.runs.items:
+            if it.spec.cls.needs.calibration:
+                fitted.setdefault(it.spec.strategy, it.spec.calibration)
+        for name, state in fitted.items():
+            spec = json.dumps(split["spec"], sort_keys=True)
+            note = (f"{name}: fitted on the calibration split ({len(split['streams'])} streams, {split['frames']} "
+                    f"frames: calibration {spec}), which is never scored; {_fit_summary(state)}; {CALIBRATION_FILE}")
+            if note not in ck.runs.notes:
+                ck.runs.notes.append(note)
+            if rank == 0:
+                log.info("note: %s", note)
 
     # -- knobs for --target-lcr / the main protocol's bands --------------------------------------
     probe = Simulator(task, all_streams, trace, None, sim_cfg, keep_lines=False)
@@ -301,11 +429,16 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -
         probe_added = True
     ordered = ([items[0]] if probe_added else []) + ck.runs.items
     latency: dict = {}
+    calib_summary = None
+    if calibration_doc is not None:
+        calib_summary = {**calibration_doc["split"], "fits": {
+            k: {f: v.get(f) for f in ("model", "n", "hard", "hard_rule", "train_auc", "cv_auc_by_stream", "note")
+                if v.get(f) is not None} for k, v in calibration_doc["states"].items()}}
 
     def write_run_json(svlm_info=None):
         if rank == 0:
             folder.write_run_json(_run_json(ck, chash, ordered, searches, probe_added, stream_info, trace_meta,
-                                            latency, svlm_info))
+                                            latency, svlm_info, calib_summary))
 
     writer = folder.log_writer(chash, rank, world)
     total = sum(len(s) for s in mine) * (len(items) + len(later))
@@ -323,7 +456,7 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict) -
                 ref_id = next(it.spec.run_id for it in items if it.spec.cls is ref_cls)
                 probe_lines = [ln for ln in folder.lines() if ln.run == ref_id]
                 for it in later:
-                    res = search(None, it.spec, it.target, scores=_scores(it.spec, probe_lines, sim_cfg),
+                    res = search(None, it.spec, it.target, scores=_scores(it.spec, probe_lines, all_streams, sim_cfg),
                                  n_frames=len(probe_lines))
                     searches[it.spec.run_id] = {"target": it.target.label(), **res.to_json()}
                     it.spec = res.spec
@@ -363,9 +496,10 @@ def plot(folder: RunFolder) -> None:
 
 
 def main(cfg: RunConfig, *, task: TaskConfig | None = None, streams: list[Stream] | None = None,
-         stream_info: dict | None = None) -> int:
+         stream_info: dict | None = None, calibration_streams: list[Stream] | None = None) -> int:
     """The main command. `task`/`streams` (with `stream_info`) let a caller that already holds the
-    streams (a library user, the tests) skip loading and converting them."""
+    streams (a library user, the tests) skip loading and converting them; `calibration_streams`
+    likewise for the task's calibration split."""
 
     ck = check(cfg, task)
     if cfg.rescore:
@@ -380,6 +514,13 @@ def main(cfg: RunConfig, *, task: TaskConfig | None = None, streams: list[Stream
         console().print(summary_line(task, streams) + (" (from cache)" if info["cache_hit"] else ""))
     else:
         task, info = ck.task, {"cache_hit": False, **(stream_info or {})}
+    calib = None
+    if ck.runs.needs.calibration:  # before the trace: a missing split fails before anything expensive
+        if calibration_streams is not None:
+            check_disjoint(streams, calibration_streams, task)
+            calib = calibration_streams
+        else:
+            calib = load_calibration_streams(task, cfg, streams)
     rank, world = dist()
     trace_info = None
     if ck.runs.needs.trace or cfg.trace:
@@ -388,7 +529,7 @@ def main(cfg: RunConfig, *, task: TaskConfig | None = None, streams: list[Stream
             log.warning("the LVLM trace has %d failed frames of %d (%s)%s", trace_info.failed, trace_info.frames,
                         ", ".join(f"{k}: {v}" for k, v in sorted(trace_info.failed_by_kind.items())),
                         "" if cfg.keep_failed else "; they are re-asked when the run is started again")
-    doc = execute(ck, streams, trace_info, info)
+    doc = execute(ck, streams, trace_info, info, calib)
     if rank != 0:
         return EXIT_OK
     print_report(doc, task)

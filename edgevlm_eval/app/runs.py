@@ -55,19 +55,22 @@ def _factory(settings: dict):
 def _needs(items: list[PlanItem]) -> Needs:
     ns = [it.spec.cls.needs for it in items]
     return Needs(trace=any(n.trace for n in ns), svlm=any(n.svlm for n in ns), logprobs=any(n.logprobs for n in ns),
-                 uplink=any(n.uplink for n in ns), token_focus=any(n.token_focus for n in ns))
+                 uplink=any(n.uplink for n in ns), token_focus=any(n.token_focus for n in ns),
+                 calibration=any(n.calibration for n in ns))
 
 
-def build_runs(cfg: RunConfig, *, have_uplink: bool, svlm_logprobs: bool | None) -> RunPlan:
+def build_runs(cfg: RunConfig, *, have_uplink: bool, svlm_logprobs: bool | None,
+               have_calibration: bool = False, task_name: str = "") -> RunPlan:
     """The runs `cfg` asks for. `svlm_logprobs`: whether the SVLM reports token probabilities (None:
-    no SVLM given). Runs the settings cannot serve are an error when named explicitly, and are left
-    out with a note in `all` and the protocols."""
+    no SVLM given); `have_calibration`: the task has a calibration split (`calibration:` in its
+    YAML). Runs the settings cannot serve are an error when named explicitly, and are left out with
+    a note in `all` and the protocols."""
     settings = cfg.knob_settings
     make = _factory(settings)
     target = parse_target(cfg.target_lcr) if cfg.target_lcr else None
     explicit = not (cfg.protocol or cfg.all_strategies)
     if cfg.protocol:
-        plan = make_plan(cfg.protocol, make, have_uplink=have_uplink)
+        plan = make_plan(cfg.protocol, make, have_uplink=have_uplink, have_calibration=have_calibration)
     elif cfg.all_strategies:
         plan = all_strategies(make, target)
     else:
@@ -88,6 +91,9 @@ def build_runs(cfg: RunConfig, *, have_uplink: bool, svlm_logprobs: bool | None)
             why = "it needs an uplink (--uplink MBPS or a Mahimahi trace, or a latency source that has one)"
         elif n.logprobs and svlm_logprobs is False:
             why = f"it needs the SVLM's token probabilities and {cfg.svlm} does not report them"
+        elif n.calibration and not have_calibration:
+            why = (f"it is trained on the task's calibration split and task {task_name!r} has none (give its YAML "
+                   "a `calibration:` key: another seed or split whose streams are never scored, docs/method.md)")
         if why is None:
             keep.append(it)
         elif explicit:

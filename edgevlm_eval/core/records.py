@@ -47,6 +47,9 @@ class SvlmOut:
     conf: float | None  # share of answer tokens with top-1 probability > 0.9 (None: no probabilities)
     visual_tokens: list | None = None  # [before, after focus] when the adapter reports them
     error_kind: str | None = None
+    # top-1 probabilities of the answer's tokens, rounded to 4 decimals (None: no probabilities);
+    # what LAECIPS' classifier reading (laecips-clf) reads, so resume and the probe see the same values
+    answer_probs: list[float] | None = None
 
     def to_json(self) -> dict:
         d = {"ok": self.ok, "error": self.error, "text": self.text, "labels": self.labels,
@@ -55,13 +58,16 @@ class SvlmOut:
             d["visual_tokens"] = self.visual_tokens
         if self.error_kind is not None:
             d["error_kind"] = self.error_kind
+        if self.answer_probs is not None:
+            d["answer_probs"] = self.answer_probs
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "SvlmOut":
+        ap = d.get("answer_probs")
         return cls(bool(d["ok"]), d.get("error"), str(d.get("text") or ""), list(d.get("labels") or ()),
                    list(d.get("unmapped") or ()), float(d.get("e_s") or 0.0), d.get("conf"), d.get("visual_tokens"),
-                   d.get("error_kind"))
+                   d.get("error_kind"), [float(p) for p in ap] if isinstance(ap, list) else None)
 
 
 @dataclass(slots=True)

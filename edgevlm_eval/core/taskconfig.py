@@ -41,6 +41,14 @@ _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "primary_metric": ((str,), False),
     "macro_f1_label_set": ((str,), False),
     "tags": ((list,), False),
+    "calibration": ((dict,), False),
+}
+# `calibration:` the task's calibration split (docs/method.md, LAECIPS' classifier reading): the
+# task's own converter run with these overrides, deep-merged; its streams are never scored.
+_CALIBRATION_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "converter_options": ((dict,), False),
+    "dataset": ((dict,), False),
+    "limit": ((int,), False),
 }
 _DATASET_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "root": ((str, type(None)), False),
@@ -81,6 +89,9 @@ class TaskConfig:
     macro_f1_label_set: str = DEFAULT_MACRO_F1_LABEL_SET
     score_none: bool = False
     tags: list[str] = field(default_factory=list)
+    # the calibration split (`calibration:` in the YAML): converter_options / dataset overrides and
+    # `limit` (streams, the first by id); None: the task has none
+    calibration: dict[str, Any] | None = None
     source: str = ""  # the YAML file it came from
     raw: dict[str, Any] = field(default_factory=dict)  # the merged YAML, for provenance
 
@@ -95,6 +106,19 @@ class TaskConfig:
         """CRM's compressed snippet for an earlier frame (paper §3.2)."""
         d = round(age_s, self.history_rounding) if self.history_rounding else int(round(age_s))
         return self.history_template.format(d=d, answer=self.label_space.render(answer_labels, self.empty_answer))
+
+    # -- calibration split -------------------------------------------------------------------
+
+    def calibration_task(self) -> "TaskConfig":
+        """The task whose streams are the calibration split: the same YAML with the calibration's
+        `converter_options` and `dataset` merged over its own (another seed of a generated world,
+        another split of a dataset). Its `limit` is applied by the caller."""
+        if not self.calibration:
+            raise ConfigError(f"task '{self.name}' has no calibration split (no `calibration:` key)", path=self.source,
+                              key="calibration")
+        over = {k: self.calibration[k] for k in ("converter_options", "dataset") if k in self.calibration}
+        data = _deep_merge({k: v for k, v in self.raw.items() if k != "calibration"}, over)
+        return task_from_dict(data, source=self.source)
 
     # -- data root ---------------------------------------------------------------------------
 
@@ -389,6 +413,19 @@ def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
     if "macro_f1_label_set" in data and not space.multi_label:
         raise ConfigError("only a multi-label task has a Macro-F1; remove the key", path=source,
                           key="macro_f1_label_set")
+    calibration = data.get("calibration")
+    if calibration is not None:
+        _check_keys(calibration, _CALIBRATION_KEYS, source, "calibration.")
+        if not ({"converter_options", "dataset"} & set(calibration)):
+            raise ConfigError("give converter_options (e.g. another seed) or dataset (e.g. split: train): without "
+                              "them the calibration streams would be the evaluated ones", path=source,
+                              key="calibration")
+        if "dataset" in calibration:
+            _check_keys(calibration["dataset"], {k: (t, False) for k, (t, _) in _DATASET_KEYS.items()}, source,
+                        "calibration.dataset.")
+        if "limit" in calibration and (isinstance(calibration["limit"], bool) or calibration["limit"] < 1):
+            raise ConfigError(f"expected a number of streams >= 1, got {calibration['limit']!r}", path=source,
+                              key="calibration.limit")
     primary = data.get("primary_metric", metrics[0])
     if primary not in metrics:
         raise ConfigError(f"'{primary}' is not one of the task's metrics {metrics}", path=source, key="primary_metric")
@@ -411,6 +448,7 @@ def task_from_dict(data: dict, source: str = "<dict>") -> TaskConfig:
         macro_f1_label_set=label_set,
         score_none=bool(data["label_space"].get("score_none", False)),
         tags=[str(t) for t in data.get("tags", [])],
+        calibration=dict(calibration) if calibration is not None else None,
         source=source,
         raw=data,
     )

@@ -199,6 +199,9 @@ class Reply:
     error: str | None = None
     error_kind: str | None = None  # one of ERROR_KINDS when ok is False
     token_probs: list[float] | None = None  # per generated token, top-1 probability
+    # the answer's tokens only (core/answer_span.py: no <think> reasoning, no box coordinates);
+    # None when the adapter could not place them (then every generated token counts)
+    answer_token_probs: list[float] | None = None
     rois: list[Box] = field(default_factory=list)
     visual_tokens: int | None = None  # before focus
     visual_tokens_kept: int | None = None  # after focus (GGVR)
