@@ -1,4 +1,4 @@
-"""The virtual-clock simulator (method.md §2-3, architecture.md "lockstep across streams").
+"""The virtual-clock simulator (docs/method.md §2-3; docs/architecture.md, "How a run flows").
 
 Every run (a strategy with its knobs) replays every stream against the same LVLM trace and the
 same latencies. Frame k of every stream of every run is one step: the strategies decide at s_T,

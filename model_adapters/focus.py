@@ -3,7 +3,7 @@
 The engine speaks in ROIs in original pixels; here they become masks over an image's token grid.
 Qwen2.5-VL resizes an image to multiples of 28 px (`smart_resize`), cuts 14 px patches and merges
 2x2 of them into one token per 28x28 cell; the tokens come out of the vision tower in raster
-order over those cells (transformers-notes.md). So token k of an image with a grid of
+order over those cells (checked on transformers 5.x). So token k of an image with a grid of
 `grid_w` cells per row covers cell (row k // grid_w, col k % grid_w).
 
 - GGVR keeps, in a history image, the tokens whose cell overlaps an ROI (largest ROI per label);

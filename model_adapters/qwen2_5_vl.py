@@ -8,7 +8,7 @@ One `generate()` call runs its requests as left-padded batches through transform
 - M-RoPE positions are always computed here, per request, by the model's own `get_rope_index` on
   the UNPRUNED prompt and passed as explicit `position_ids` (4 rows: text positions for the
   attention mask, then t/h/w). GGVR then removes the dropped tokens' columns, so the kept tokens
-  keep the positions of the full image (transformers-notes.md: recomputing on the pruned prompt
+  keep the positions of the full image (checked on transformers 5.x: recomputing on the pruned prompt
   fails or is silently wrong);
 - Visual Focus acts on the merged tokens after the vision tower through a temporary wrapper of
   `get_image_features` (focus.py);

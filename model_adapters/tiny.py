@@ -3,7 +3,7 @@
 Nothing is downloaded: the tokenizer is a byte-level BPE trained here on a few hundred words, the
 image processor is the real `Qwen2VLImageProcessorPil` (same 14 px patches, 28 px merged cells,
 `smart_resize` as the public checkpoints), and the model is the real
-`Qwen2_5_VLForConditionalGeneration` class with a very small config (transformers-notes.md).
+`Qwen2_5_VLForConditionalGeneration` class with a very small config.
 Its answers are gibberish, but every code path (batching, M-RoPE, GGVR, GRVR, grounding parsing,
 serving) runs exactly as with a real checkpoint.
 
@@ -146,7 +146,7 @@ def build_tiny_qwen(seed: int = 0, hidden: int = 64, layers: int = 2) -> TinyQwe
 
 def save_tiny_qwen(path: str | Path, seed: int = 0) -> Path:
     """Write the tiny model as a checkpoint folder (model, tokenizer, preprocessor config), the
-    layout `qwen2_5_vl:/path` loads. The processor is saved part by part (transformers-notes.md:
+    layout `qwen2_5_vl:/path` loads. The processor is saved part by part (transformers 5.x:
     saving the whole processor fails without a video processor)."""
     tiny = build_tiny_qwen(seed)
     path = Path(path)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from edgevlm_eval.core.errors import ConfigError
+from edgevlm_eval.core.yamlfile import read_yaml_mapping
 
 from .base import Price
 from .entry import ModelEntry
@@ -94,16 +95,11 @@ def load_user_entries(path: Sequence[tuple[str, str]], *, builtin: Iterable[str]
 
 def parse_models_file(path: Path) -> list[tuple[Any, bool]]:
     """[(ModelEntry, override)] of one models file."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"not valid YAML: {e}", path=str(path)) from None
-    if doc is None:
+    doc = read_yaml_mapping(path, what="models file")
+    if not doc:
         return []
-    if not isinstance(doc, dict) or "models" not in doc:
-        found = ", ".join(map(str, doc)) if isinstance(doc, dict) else type(doc).__name__
+    if "models" not in doc:
+        found = ", ".join(map(str, doc))
         raise ConfigError(f"expected a models file: a top-level `models:` list (found: {found}); keep other "
                           "YAML files out of models folders", path=str(path))
     extra = sorted(set(doc) - {"models"})

@@ -183,7 +183,7 @@ def test_tasks_lists_broken_yamls_with_their_error_and_fails(capsys, tmp_path):
     code, out, _ = run(capsys, "tasks", "--json", "--tasks-dir", str(tmp_path))
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 1
-    assert rows["latin"]["error"].endswith("not UTF-8 text (byte 0xe9 at line 2, column 17); save the file as UTF-8")
+    assert rows["latin"]["error"].endswith("YAML file is not UTF-8 text (byte 0xe9 at line 2, column 17); save it as UTF-8")
     assert rows["typo"]["error"].startswith("unknown converter 'genric'")
     assert "error" not in rows["demo"]
     code, out, _ = run(capsys, "tasks", "--tasks-dir", str(tmp_path))

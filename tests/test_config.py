@@ -221,9 +221,9 @@ def test_unreadable_yaml_files(tmp_path):
     p.write_bytes("name: t\ndescription: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError) as e:
         load_task_file(p)
-    assert str(e.value) == f"{p}: not UTF-8 text (byte 0xe9 at line 2, column 17); save the file as UTF-8"
+    assert str(e.value) == f"{p}: YAML file is not UTF-8 text (byte 0xe9 at line 2, column 17); save it as UTF-8"
     (tmp_path / "folder.yaml").mkdir()
-    with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
+    with pytest.raises(ConfigError, match="YAML file is a folder, not a file"):
         load_task_file(tmp_path / "folder.yaml")
     inc = write(tmp_path, "inc.yaml", "include: folder.yaml\nname: inc\n")
     with pytest.raises(ConfigError, match=r"key 'include': included file 'folder.yaml' is a folder"):
@@ -245,3 +245,26 @@ def test_empty_data_root_argument_does_not_fall_back_to_the_env_var(tmp_path, mo
 def test_tasks_dir_that_does_not_exist(tmp_path):
     with pytest.raises(ConfigError, match=r"nope: task folder \(--tasks-dir\) not found"):
         discover([tmp_path / "nope"])
+
+
+def test_every_configuration_yaml_refuses_the_same_mistakes(tmp_path):
+    """Task YAMLs, --engine-config and models.yaml share one reader (core/yamlfile.py): a key given
+    twice is refused with its line (PyYAML alone keeps the last value silently)."""
+    from edgevlm_eval.app.options import _yaml_options
+    from edgevlm_eval.model_adapters.user import parse_models_file
+
+    engine = write(tmp_path, "run.yaml", "K_call: 3\ntau: 1.0\nK_call: 5\n")
+    with pytest.raises(ConfigError) as e:
+        _yaml_options(str(engine))
+    assert str(e.value) == (f"{engine}: key '--engine-config': malformed YAML (line 3, column 1): key 'K_call' "
+                            "appears twice (first at line 1); a later value would silently win")
+    models = write(tmp_path, "models.yaml", "models:\n  - name: a\n    adapter: openai\n    adapter: hf\n")
+    with pytest.raises(ConfigError, match=r"models.yaml: malformed YAML \(line 4, column 5\): key 'adapter' "
+                                          r"appears twice \(first at line 3\)"):
+        parse_models_file(models)
+    listed = write(tmp_path, "list.yaml", "- K_call: 3\n")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level, got list"):
+        _yaml_options(str(listed))
+    with pytest.raises(ConfigError, match="engine config not found"):
+        _yaml_options(str(tmp_path / "missing.yaml"))
+    assert parse_models_file(write(tmp_path, "empty.yaml", "")) == []

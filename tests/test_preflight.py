@@ -61,16 +61,20 @@ def _failing(status, message="no", headers=None):
     return app
 
 
+def _preflight_refused(spec, frame) -> ModelUnavailable:
+    a = load_adapter(spec)
+    try:
+        with pytest.raises(ModelUnavailable) as ei:
+            preflight(a, frame, spec)
+    finally:
+        a.close()
+    return ei.value
+
+
 def _preflight_against(app, frame, extra=""):
     with run_in_thread(app) as url:
         spec = f"openai-compatible?model=stub-model&base_url={url}&max_retries=1&backoff=0.01{extra}"
-        a = load_adapter(spec)
-        try:
-            with pytest.raises(ModelUnavailable) as ei:
-                preflight(a, frame, spec)
-        finally:
-            a.close()
-    return ei.value, url, spec
+        return _preflight_refused(spec, frame), url, spec
 
 
 def test_usable_reply_is_returned(frame):
@@ -118,14 +122,8 @@ def test_unreachable_endpoint(frame):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    spec = f"openai-compatible?model=m&base_url=http://127.0.0.1:{port}/v1&max_retries=0"
-    a = load_adapter(spec)
-    try:
-        with pytest.raises(ModelUnavailable) as ei:
-            preflight(a, frame, spec)
-    finally:
-        a.close()
-    assert ei.value.cause == "connection" and f"listening at the base_url http://127.0.0.1:{port}/v1" in str(ei.value)
+    err = _preflight_refused(f"openai-compatible?model=m&base_url=http://127.0.0.1:{port}/v1&max_retries=0", frame)
+    assert err.cause == "connection" and f"listening at the base_url http://127.0.0.1:{port}/v1" in str(err)
 
 
 def test_unusable_replies(frame, tmp_path):

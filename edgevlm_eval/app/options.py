@@ -28,6 +28,7 @@ from edgevlm_eval.collab.search import parse_target
 from edgevlm_eval.collab.strategies import BUILTIN
 from edgevlm_eval.collab.strategies import DEFAULT as DEFAULT_STRATEGY
 from edgevlm_eval.core.errors import ConfigError, nearest
+from edgevlm_eval.core.yamlfile import read_yaml_mapping
 
 ALL = "all"
 
@@ -439,18 +440,7 @@ class RunConfig:
 
 
 def _yaml_options(path: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=str(path), key="--engine-config") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read it ({e})", path=str(path), key="--engine-config") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"malformed YAML: {e}", path=str(path)) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping of engine options", path=str(path))
+    data = read_yaml_mapping(Path(path).expanduser(), what="engine config", key="--engine-config")
     known = {o.dest.lower().replace("_", ""): o for o in ENGINE_OPTIONS if o.yaml}
     out = {}
     for key, value in data.items():

@@ -113,21 +113,27 @@ def utf8_error(data: bytes, e: UnicodeDecodeError) -> str:
     return f"byte 0x{data[e.start]:02x} at line {line}, column {col}"
 
 
-def read_text(path: str | os.PathLike, *, what: str = "file", expected: str | None = None) -> str:
-    """The UTF-8 text of an annotation file (a leading byte-order mark is dropped).
-    A missing, unreadable or non-UTF-8 file is a DatasetError naming it; `what` says what the
-    file is ("labels file"), `expected` is the layout shown with the error."""
+def read_text(path: str | os.PathLike, *, what: str = "file", expected: str | None = None,
+              error: type[EdgeVLMError] = DatasetError) -> str:
+    """The UTF-8 text of an annotation or configuration file (a leading byte-order mark is dropped).
+    A missing, unreadable or non-UTF-8 file raises `error` (a DatasetError by default; a
+    ConfigError for configuration files) naming it; `what` says what the file is ("labels file"),
+    `expected` is the layout shown with a DatasetError."""
     path = Path(path)
+
+    def fail(message: str):
+        extra = {"expected": expected} if expected is not None else {}
+        return error(message, path=str(path), **extra)
+
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise DatasetError(f"{what} not found", path=str(path), expected=expected) from None
+        raise fail(f"{what} not found") from None
     except IsADirectoryError:
-        raise DatasetError(f"{what} is a folder, not a file", path=str(path), expected=expected) from None
+        raise fail(f"{what} is a folder, not a file") from None
     except OSError as e:
-        raise DatasetError(f"cannot read the {what}: {e.strerror or e}", path=str(path), expected=expected) from None
+        raise fail(f"cannot read the {what}: {e.strerror or e}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DatasetError(f"{what} is not UTF-8 text ({utf8_error(data, e)}); save it as UTF-8",
-                           path=str(path), expected=expected) from None
+        raise fail(f"{what} is not UTF-8 text ({utf8_error(data, e)}); save it as UTF-8") from None

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from edgevlm_eval.core.errors import ConfigError, DatasetError
-from edgevlm_eval.core.io import utf8_error
 from edgevlm_eval.core.labels import LabelSpace, normalize
 from edgevlm_eval.core.metrics import DEFAULT_MACRO_F1_LABEL_SET, KNOWN_METRICS, MACRO_F1_LABEL_SETS
+from edgevlm_eval.core.yamlfile import read_yaml_mapping
 
 # key -> (type(s), required). Nested mappings are checked by their own tables below.
 _TOP_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -164,54 +162,6 @@ class TaskConfig:
             return False
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        try:
-            first = seen.setdefault(key, key_node)
-        except TypeError:
-            continue  # an unhashable key: construct_mapping below reports it
-        if first is not key_node:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice (first at line {first.start_mark.line + 1}); "
-                "a later value would silently win", key_node.start_mark)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def _read_yaml(path: Path) -> dict:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError("file not found", path=str(path)) from None
-    except IsADirectoryError:
-        raise ConfigError("is a folder, not a YAML file", path=str(path)) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read the file: {e.strerror or e}", path=str(path)) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not UTF-8 text ({utf8_error(raw, e)}); save the file as UTF-8", path=str(path)) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"malformed YAML{where}: {getattr(e, 'problem', e)}", path=str(path)) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", path=str(path))
-    return data
-
-
 def _deep_merge(base: dict, over: Mapping) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -252,7 +202,7 @@ def load_merged(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> dict:
     if path in _stack:
         chain = " -> ".join(str(p) for p in (*_stack, path))
         raise ConfigError(f"include cycle: {chain}", path=str(path), key="include")
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     inc = data.pop("include", None)
     if inc is None:
         return data

@@ -114,7 +114,7 @@ class Stream:
 
 
 # ---------------------------------------------------------------------------------------------
-# The model-adapter boundary (architecture.md: "one message-based, batched call").
+# The model-adapter boundary: one message-based, batched call (docs/architecture.md, docs/models.md).
 
 
 @dataclass(frozen=True)
