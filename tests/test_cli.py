@@ -148,6 +148,15 @@ def test_help_reads_well(capsys):
         assert word in out
 
 
+
+def test_help_of_a_switch_that_sets_a_knob_gives_the_switch_default():
+    # --laecips-strict sets laecips_fallback=false; its help said "default True" (the knob's default), which
+    # read as if the switch were on by default
+    from edgevlm_eval.app.cli import build_run_parser
+    act = next(a for a in build_run_parser()._actions if "--laecips-strict" in a.option_strings)
+    assert "default True" not in act.help
+    assert act.help.endswith("(laecips, laecips-clf; default: off, laecips_fallback=True)")
+
 # -- bad arguments and bad data at the command line ----------------------------------------------------------------
 
 

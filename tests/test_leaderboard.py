@@ -379,3 +379,16 @@ def test_timing_columns(tmp_path):
     md = to_markdown(lb)
     assert "| edge mean (ms) | edge p95 (ms) | SVLM (ms) | engine (ms) |" in md
     assert "| 562.4 | 610.0 | 511.2 | 0.2 |" in md
+
+
+def test_strategy_all_and_a_protocol_rank_together(tmp_path):
+    # README runs `--strategy all`, then `--protocol ablation` and `--protocol main` into ./runs and then
+    # `edgevlm-eval leaderboard`: which strategies a run chose is a row dimension, not a difference.
+    a = results_doc(RUNS_A)
+    a["provenance"]["config"].update({"all_strategies": True, "protocol": None})
+    b = results_doc(RUNS_B)
+    b["provenance"]["config"].update({"all_strategies": False, "protocol": "main"})
+    _write(tmp_path / "all" / "results.json", a)
+    _write(tmp_path / "main" / "results.json", b)
+    lb = build(load_rows([tmp_path]))
+    assert len(lb.groups) == 1 and len(lb.groups[0].rows) == 4

@@ -55,7 +55,7 @@ def _per_run_keys() -> set[str]:
 
     knobs = {o.dest for o in ENGINE_OPTIONS if o.knob} | {o.knob for o in ENGINE_OPTIONS if o.knob}
     return knobs | {
-        "strategy", "strategies", "runs", "run", "svlm", "lvlm", "models", "models_dir", "output_dir", "resume",
+        "strategy", "strategies", "all_strategies", "runs", "run", "svlm", "lvlm", "models", "models_dir", "output_dir", "resume",
         "no_cache",
         "tasks_dir", "data_root", "world", "batch_size", "quiet", "verbose", "target_lcr", "protocol", "plots",
         "bootstrap", "bootstrap_seed", "trace", "run_name", "overwrite", "rescore", "engine_config", "keep_failed",

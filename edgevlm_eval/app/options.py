@@ -280,13 +280,18 @@ OPTION_BY_DEST = {o.dest: o for o in ENGINE_OPTIONS}
 KNOB_OPTIONS = {o.dest: o for o in ENGINE_OPTIONS if o.knob}
 
 
-def _knob_help(knob: str) -> str:
+def _knob_help(knob: str, switch_sets: bool = False) -> str:
     """' (edgevlm, parallel; default 3)': which built-in strategies have the knob, and its default
-    there (the strategies' Knobs classes are the one home of knob defaults)."""
+    there (the strategies' Knobs classes are the one home of knob defaults). `switch_sets`: the
+    option is a switch that sets the knob to a value (--laecips-strict): the switch is off by
+    default, and the knob's default is named."""
 
     has = [(name, cls.Knobs().to_json()[knob]) for name, cls in BUILTIN.items() if knob in cls.Knobs.names()]
     defaults = sorted({str(v) for _, v in has})
-    return f" ({', '.join(n for n, _ in has)}; default {' / '.join(defaults)})" if has else ""
+    if not has:
+        return ""
+    shown = f"default: off, {knob}={' / '.join(defaults)}" if switch_sets else f"default {' / '.join(defaults)}"
+    return f" ({', '.join(n for n, _ in has)}; {shown})"
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -295,7 +300,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     for o in ENGINE_OPTIONS:
         shown = "" if o.default in (None, False) or o.switch else f" (default: {o.default})"
         if o.knob:
-            shown = _knob_help(o.knob)
+            shown = _knob_help(o.knob, switch_sets=o.hidden_value is not None)
         kw: dict[str, Any] = {"dest": o.dest, "default": argparse.SUPPRESS, "help": (o.help + shown).replace("%", "%%")}
         if o.switch == "true":
             g.add_argument(*o.flags, action="store_true", **kw)
