@@ -85,7 +85,7 @@ def summarise_run(ls: list[FrameLine], task: TaskConfig, **metric_options) -> di
         "uploads": uploads,
         "lhl": sum(lags) / len(lags) if lags else None,
         "lhl_s": sum(lag_s) / len(lag_s) if lag_s else None,
-        "lhl_frames": len(lags),
+        "lhl_n": len(lags),  # frames the LHL averages over (plan --json's lhl_frames is the LHL in frames)
         "output_sources": {k: sources.get(k, 0) for k in ("lvlm", "svlm", "invalid")},
         "invalid": {"total": sources.get("invalid", 0), "scored": sum(reasons_scored.values()),
                     "by_reason": dict(sorted(reasons.items()))},

@@ -108,7 +108,7 @@ def test_planner_equals_the_simulator(trial):
                               delta=delta, H=H, crm=crm, ok=[ok[(s.id, f.index)] for f in s.frames]))
     assert tot.lcr == summ["lcr"]
     assert tot.lhl_frames == summ["lhl"]
-    assert tot.lag_n == summ["lhl_frames"]
+    assert tot.lag_n == summ["lhl_n"]
     uploaded = [ln for ls in out["edgevlm"].values() for ln in ls if ln.upload]
     assert tot.in_time_share == summ["lvlm_in_time"]
     assert tot.in_flight_sum == sum(ln.in_flight for ls in out["edgevlm"].values() for ln in ls)

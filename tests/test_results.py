@@ -26,7 +26,7 @@ def test_accounting_by_hand():
              _line(3, ["pedestrian"], lag=3, scored=False)]
     s = summarise_run(lines, toy_task())
     assert s["lcr"] == 0.25 and s["uploads"] == 1
-    assert s["lhl"] == 2.0 and s["lhl_frames"] == 3  # (1 + 2 + 3) / 3, unscored frames count for LHL
+    assert s["lhl"] == 2.0 and s["lhl_n"] == 3  # (1 + 2 + 3) / 3, unscored frames count for LHL
     # scored frames 0-2: TP 3, FP 0, FN 3 -> micro-F1 = 6 / 9
     assert s["metrics"]["micro_f1"] == 6 / 9 and s["metrics"]["n"] == 3 and s["metrics"]["n_invalid"] == 1
     assert s["metrics"]["exact_match"] == 1 / 3
