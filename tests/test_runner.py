@@ -157,6 +157,26 @@ def test_resume_after_a_kill_and_rescore(world):
     assert re["provenance"]["rescored"] is True
 
 
+def test_resume_keeps_a_whole_last_line_without_its_newline(world):
+    """A kill can stop the write right before a line's newline: the line is whole. Resume reads it
+    as done (not recomputed), so the log must keep it, not cut it off as torn."""
+    _go(world, "--strategy", "edgevlm")
+    folder = _folder(world, "edgevlm")
+    ref = _results(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:21]).rstrip("\n"))  # header + 20 whole lines, the last without "\n"
+    (folder / "results.json").unlink()
+    _go(world, "--strategy", "edgevlm")
+    _, logged = read_logs(folder)
+    keys = [(ln.run, ln.stream, ln.frame) for ln in logged]
+    assert len(keys) == len(set(keys)) == N_STREAMS * N_FRAMES
+    again = _results(world, "edgevlm")
+    assert again["tasks"]["toy"]["runs"]["edgevlm"]["frames"] == N_STREAMS * N_FRAMES
+    strip = lambda d: without_timings(d["tasks"]["toy"]["runs"])
+    assert strip(again) == strip(ref)
+
+
 def test_all_without_uplink_skips_distributed_vlm(world, capsys):
     _go(world, "--strategy", "all")
     doc = _results(world, "all")
