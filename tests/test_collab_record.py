@@ -144,6 +144,22 @@ def test_score_search_downward_knob():
     assert knob.direction == -1
 
 
+def test_score_search_never_counts_frames_without_a_score_as_uploads():
+    # None: the SVLM did not run on the frame (its image was unusable); the run never uploads such
+    # a frame (why "image_error"), whatever the threshold, so the search must not count it
+    from edgevlm_eval.collab.search import search_score
+    from edgevlm_eval.collab.strategy import LcrKnob
+
+    up = LcrKnob("theta", direction=+1, by_score=True)  # LAECIPS: upload when h <= theta
+    r = search_score([None, 0.5, 0.9, 1.0], 4, run_of("laecips"), Target(0.25, 0.25), up)
+    assert r.spec.knobs.theta == 0.5 and r.lcr == 0.25  # only the 0.5 frame uploads
+    r = search_score([None, 0.5, 0.9, 1.0], 4, run_of("laecips"), Target(1.0, 1.0), up)
+    assert r.lcr == 0.75  # at most the three frames with a score
+    down = LcrKnob("theta", direction=-1, by_score=True)  # upload when score >= threshold
+    r = search_score([None, 0.1, 0.5, 0.9], 4, run_of("laecips"), Target(1.0, 1.0), down)
+    assert r.lcr == 0.75 and r.spec.knobs.theta == 0.1
+
+
 def test_replay_maps_roi_labels_into_the_task_space(tmp_path):
     """ROIs keep the model's own words in the trace; replay maps them (synonyms, plurals), keeps the
     largest per label and drops what names no label."""

@@ -226,9 +226,14 @@ def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict
 
 def _scores(run: Run, lines, streams, sim_cfg) -> list:
     """Per-frame scores of a by-score knob from the probe run's SVLM replies (as the simulator
-    shows them to `decide_after`: simulator.svlm_results)."""
+    shows them to `decide_after`: simulator.svlm_results). None: the SVLM did not run on the frame
+    (its image was unusable), which no threshold uploads; a score the strategy leaves None reads 0."""
     strat = run.make(sim_cfg)
-    return [strat.score(r) if r is not None else None for r in svlm_results(lines, streams)]
+    out = []
+    for r in svlm_results(lines, streams):
+        h = strat.score(r) if r is not None else None
+        out.append(None if r is None else (0.0 if h is None else h))
+    return out
 
 
 def _usage(trace, streams: Sequence[Stream]) -> dict:
