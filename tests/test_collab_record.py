@@ -43,6 +43,21 @@ def test_record_batched(tmp_path):
     assert tr.get("s1", 0).labels == ("pedestrian",)
 
 
+def test_record_with_a_latency_source_keeps_frames_outside_the_selection(tmp_path):
+    # a trace recorded on two streams, then `record` again on one of them (--limit 1): nothing is
+    # asked, and the frames of the other stream, already paid for, stay in the trace
+    task = toy_task()
+    streams = toy_streams(task, 2, 3)
+    path = tmp_path / "t.jsonl"
+    record(task, streams, ScriptedLVLM(default="car"), path, model="m", latency="fixed:2")
+    lv = ScriptedLVLM(default="car")
+    record(task, streams[:1], lv, path, model="m", latency="fixed:2")
+    assert lv.calls == []
+    tr = read_trace(path)
+    tr.check_covers(streams, "toy")
+    assert len(tr.records) == 6 and all(r.total_s == 2.0 for r in tr.records.values())
+
+
 def test_record_concurrent_and_resume(tmp_path):
     task = toy_task()
     streams = toy_streams(task, 2, 3)
