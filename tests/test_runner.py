@@ -195,6 +195,29 @@ def test_other_configuration_in_the_same_folder_is_refused(world):
     assert _results(world, "edgevlm")["tasks"]["toy"]["runs"]["edgevlm"]["spec"]["K_call"] == 1
 
 
+def test_resume_is_refused_when_the_declared_edge_latency_changed(world, monkeypatch):
+    """--edge-latency declared reads the SVLM entry's figure: a killed run resumed after that figure
+    changed (a user's models.yaml edited) must not mix answers timed at both figures."""
+    from types import SimpleNamespace
+
+    import edgevlm_eval.model_adapters.registry as reg
+    from edgevlm_eval.model_adapters.base import Capabilities
+
+    def entry(seconds):
+        return lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True), options={},
+                                            edge_latency_s=seconds, edge_latency_basis="test")
+
+    monkeypatch.setattr(reg, "resolve", entry(0.2))
+    _go(world, "--strategy", "edgevlm", "--edge-latency", "declared")
+    folder = _folder(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))  # killed after 20 frames
+    (folder / "results.json").unlink()
+    monkeypatch.setattr(reg, "resolve", entry(1.5))  # now every SVLM answer is late (tau 1 s)
+    with pytest.raises(ConfigError, match="another configuration"):
+        _go(world, "--strategy", "edgevlm", "--edge-latency", "declared")
+
+
 def test_unknown_strategy(world):
     with pytest.raises(UnknownNameError, match="known strategys|Known strategys"):
         _go(world, "--strategy", "edgevlm,foo")

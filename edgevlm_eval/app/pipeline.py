@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edgevlm_eval.collab.edge import EdgeLatency, FixedEdge, parse_edge_latency
+from edgevlm_eval.collab.edge import EdgeLatency, FileEdge, FixedEdge, parse_edge_latency
 from edgevlm_eval.collab.latency import parse_latency, parse_uplink
 from edgevlm_eval.collab.protocols import PlanItem
 from edgevlm_eval.collab.search import search
@@ -133,6 +133,16 @@ def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
     return FixedEdge(figure, spec="declared", basis=getattr(svlm_entry, "edge_latency_basis", "") or "")
 
 
+def _edge_key(edge: EdgeLatency):
+    """What of the edge latency source shapes the per-frame results beyond its spec (part of the
+    configuration hash): a declared or fixed figure, a file's table (measured: nothing)."""
+    if isinstance(edge, FixedEdge):
+        return edge.s
+    if isinstance(edge, FileEdge):
+        return hashlib.sha256(json.dumps(sorted([*k, v] for k, v in edge.table.items())).encode()).hexdigest()[:16]
+    return None
+
+
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
     caller holds the streams (no dataset root to check)."""
@@ -170,6 +180,7 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     lvlm_name = cfg.lvlm or (_trace_model(cfg.trace) if cfg.trace else None)
     folder = RunFolder(cfg.output_dir, task.name, cfg.svlm, lvlm_name, runs.name)
     plan_hash = config_hash({"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
+                             **({"edge": _edge_key(edge)} if _edge_key(edge) is not None else {}),
                              "plan": _plan_json(runs.items), "limit": cfg.limit, "max_frames": cfg.max_frames})
     if folder.run_json.exists() and not (cfg.overwrite or cfg.rescore):
         old = folder.read_run_json().get("plan_hash")
@@ -367,6 +378,8 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
     payload = {"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
                "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
                "plan": _plan_json(ck.runs.items)}
+    if _edge_key(ck.edge) is not None:
+        payload["edge"] = _edge_key(ck.edge)  # the declared figure: a models.yaml edit must not resume
     if ck.runs.needs.calibration:
         if calibration_streams is None:
             raise ConfigError("a calibrated strategy needs the task's calibration split", key="--strategy")
