@@ -177,6 +177,19 @@ def test_resume_keeps_a_whole_last_line_without_its_newline(world):
     assert strip(again) == strip(ref)
 
 
+def test_rescore_keeps_the_provenance_of_the_run(world):
+    """--rescore rewrites results.json from run.json and the log: the latency sources the run used
+    and its number of processes are part of what it reports, not lost by a rescore."""
+    _go(world, "--strategy", "edgevlm,lvlm_only")
+    ref = _results(world, "edgevlm+lvlm_only")["provenance"]
+    assert ref["latency_sources"] == {"measured": {"spec": "measured"}} and ref["world"] == 1
+    _go(world, "--strategy", "edgevlm,lvlm_only", "--rescore")
+    re = _results(world, "edgevlm+lvlm_only")["provenance"]
+    assert re["rescored"] is True
+    for k in ("latency_sources", "world", "latency", "config_hash", "trace", "edge_latency", "metric_options"):
+        assert re.get(k) == ref.get(k), k
+
+
 def test_all_without_uplink_skips_distributed_vlm(world, capsys):
     _go(world, "--strategy", "all")
     doc = _results(world, "all")

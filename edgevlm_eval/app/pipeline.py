@@ -231,7 +231,7 @@ def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict
             "runs": [{"spec": it.spec.to_json(), "group": it.group, "label": it.label,
                       "target": it.target.label() if it.target else None, "display": it.spec.display()}
                      for it in items],
-            "search": searches, "probe_added": probe_added,
+            "search": searches, "probe_added": probe_added, "world": dist()[1],
             "metric_options": {"macro_f1_label_set": cfg.macro_f1_labels or ck.task.macro_f1_label_set}}
 
 
