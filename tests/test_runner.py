@@ -190,6 +190,21 @@ def test_rescore_keeps_the_provenance_of_the_run(world):
         assert re.get(k) == ref.get(k), k
 
 
+def test_resume_progress_counts_each_frame_once(world, capsys):
+    import re
+
+    _go(world, "--strategy", "edgevlm")
+    folder = _folder(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))  # killed after 20 frames
+    capsys.readouterr()
+    _go(world, "--strategy", "edgevlm")
+    captured = capsys.readouterr()
+    counts = re.findall(r"toy: edgevlm: (\d+)/(\d+)", captured.out + captured.err)
+    assert counts and all(int(a) <= int(b) for a, b in counts), counts[-1]
+    assert counts[-1] == ("36", "36")
+
+
 def test_all_without_uplink_skips_distributed_vlm(world, capsys):
     _go(world, "--strategy", "all")
     doc = _results(world, "all")

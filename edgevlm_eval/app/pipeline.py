@@ -463,7 +463,7 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
     t0 = time.perf_counter()
     try:
         with Progress(total, f"{task.name}: {ck.runs.name}") as prog:
-            prog.advance(len(done))
+            # logged frames (resume) are counted by the simulator as it passes them
             sim = Simulator(task, mine, trace, svlm, sim_cfg, log=writer, done=done, keep_lines=False)
             write_run_json()
             sim.run([it.spec for it in items], progress=prog.advance)
