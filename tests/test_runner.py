@@ -246,6 +246,24 @@ def test_resume_is_refused_when_the_declared_edge_latency_changed(world, monkeyp
         _go(world, "--strategy", "edgevlm", "--edge-latency", "declared")
 
 
+def test_resume_is_refused_when_the_latency_file_changed(world):
+    """--latency file:F.csv: a killed run resumed after F.csv was edited must not mix the old and
+    new LVLM latencies in one results.json."""
+    _, streams, _, tmp, _ = world
+    csv = tmp / "lat.csv"
+    csv.write_text("stream,frame,latency_s\n" + "".join(f"{s.id},{f.index},0.5\n" for s in streams for f in s.frames))
+    _go(world, "--strategy", "edgevlm", "--latency", f"file:{csv}")
+    folder = _folder(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))  # killed after 20 frames
+    (folder / "results.json").unlink()
+    # the frames not logged yet now answer late; the logged decisions cannot see it
+    csv.write_text("".join(ln.replace(",0.5", ",3.0") if ln.split(",")[1].isdigit() and int(ln.split(",")[1]) >= 8
+                           else ln for ln in csv.read_text().splitlines(keepends=True)))
+    with pytest.raises(ConfigError, match="another configuration"):
+        _go(world, "--strategy", "edgevlm", "--latency", f"file:{csv}")
+
+
 def test_unknown_strategy(world):
     with pytest.raises(UnknownNameError, match="known strategys|Known strategys"):
         _go(world, "--strategy", "edgevlm,foo")

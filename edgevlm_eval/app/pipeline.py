@@ -116,6 +116,7 @@ class Checked:
     folder: RunFolder
     svlm_entry: object | None
     plan_hash: str
+    latency_sha: str | None = None  # --latency file:F.csv: the file's content (part of the configuration hash)
 
 
 def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
@@ -181,6 +182,7 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     folder = RunFolder(cfg.output_dir, task.name, cfg.svlm, lvlm_name, runs.name)
     plan_hash = config_hash({"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
                              **({"edge": _edge_key(edge)} if _edge_key(edge) is not None else {}),
+                             **({"latency_sha": source.sha256} if getattr(source, "sha256", None) else {}),
                              "plan": _plan_json(runs.items), "limit": cfg.limit, "max_frames": cfg.max_frames})
     if folder.run_json.exists() and not (cfg.overwrite or cfg.rescore):
         old = folder.read_run_json().get("plan_hash")
@@ -188,7 +190,7 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
             raise ConfigError(f"the run folder {folder} holds a run with another configuration; pass --overwrite to "
                               "replace that run (this folder only), or --run-name NAME for a folder of its own",
                               key="--run-name")
-    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash)
+    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash, getattr(source, "sha256", None))
 
 
 def _trace_model(path: str) -> str | None:
@@ -380,6 +382,8 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
                "plan": _plan_json(ck.runs.items)}
     if _edge_key(ck.edge) is not None:
         payload["edge"] = _edge_key(ck.edge)  # the declared figure: a models.yaml edit must not resume
+    if ck.latency_sha:
+        payload["latency_sha"] = ck.latency_sha  # an edited --latency file must not resume either
     if ck.runs.needs.calibration:
         if calibration_streams is None:
             raise ConfigError("a calibrated strategy needs the task's calibration split", key="--strategy")
