@@ -180,10 +180,12 @@ def search_continuous(lcr_of, base: Run, target: Target, knob: LcrKnob) -> Searc
 def search_score(scores: Sequence[float | None], n_frames: int, base: Run, target: Target,
                  knob: LcrKnob) -> SearchResult:
     """A threshold on per-frame scores (a probe run's): direction +1 uploads when score <= knob,
-    -1 when score >= knob. The LCR of a threshold is the share of frames it uploads."""
+    -1 when score >= knob. The LCR of a threshold is the share of frames it uploads. A None score
+    is a frame the SVLM did not run on (its image unusable): no threshold uploads it, but it counts
+    among the `n_frames`."""
     import bisect
 
-    hs = sorted(0.0 if h is None else h for h in scores)
+    hs = sorted(h for h in scores if h is not None)
     tried, best = [], None
     if knob.direction > 0:
         cands = sorted({-1e-9, *hs})

@@ -43,6 +43,21 @@ def test_record_batched(tmp_path):
     assert tr.get("s1", 0).labels == ("pedestrian",)
 
 
+def test_record_with_a_latency_source_keeps_frames_outside_the_selection(tmp_path):
+    # a trace recorded on two streams, then `record` again on one of them (--limit 1): nothing is
+    # asked, and the frames of the other stream, already paid for, stay in the trace
+    task = toy_task()
+    streams = toy_streams(task, 2, 3)
+    path = tmp_path / "t.jsonl"
+    record(task, streams, ScriptedLVLM(default="car"), path, model="m", latency="fixed:2")
+    lv = ScriptedLVLM(default="car")
+    record(task, streams[:1], lv, path, model="m", latency="fixed:2")
+    assert lv.calls == []
+    tr = read_trace(path)
+    tr.check_covers(streams, "toy")
+    assert len(tr.records) == 6 and all(r.total_s == 2.0 for r in tr.records.values())
+
+
 def test_record_concurrent_and_resume(tmp_path):
     task = toy_task()
     streams = toy_streams(task, 2, 3)
@@ -142,6 +157,22 @@ def test_score_search_downward_knob():
     r = search_score(hs, 4, base.with_(), Target(0.75, 0.75), LcrKnob("theta", direction=-1, by_score=True))
     assert r.lcr == 0.75 and r.spec.knobs.theta == 0.5  # 0.5, 0.5, 0.9 are >= 0.5
     assert knob.direction == -1
+
+
+def test_score_search_never_counts_frames_without_a_score_as_uploads():
+    # None: the SVLM did not run on the frame (its image was unusable); the run never uploads such
+    # a frame (why "image_error"), whatever the threshold, so the search must not count it
+    from edgevlm_eval.collab.search import search_score
+    from edgevlm_eval.collab.strategy import LcrKnob
+
+    up = LcrKnob("theta", direction=+1, by_score=True)  # LAECIPS: upload when h <= theta
+    r = search_score([None, 0.5, 0.9, 1.0], 4, run_of("laecips"), Target(0.25, 0.25), up)
+    assert r.spec.knobs.theta == 0.5 and r.lcr == 0.25  # only the 0.5 frame uploads
+    r = search_score([None, 0.5, 0.9, 1.0], 4, run_of("laecips"), Target(1.0, 1.0), up)
+    assert r.lcr == 0.75  # at most the three frames with a score
+    down = LcrKnob("theta", direction=-1, by_score=True)  # upload when score >= threshold
+    r = search_score([None, 0.1, 0.5, 0.9], 4, run_of("laecips"), Target(1.0, 1.0), down)
+    assert r.lcr == 0.75 and r.spec.knobs.theta == 0.1
 
 
 def test_replay_maps_roi_labels_into_the_task_space(tmp_path):

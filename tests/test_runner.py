@@ -157,6 +157,54 @@ def test_resume_after_a_kill_and_rescore(world):
     assert re["provenance"]["rescored"] is True
 
 
+def test_resume_keeps_a_whole_last_line_without_its_newline(world):
+    """A kill can stop the write right before a line's newline: the line is whole. Resume reads it
+    as done (not recomputed), so the log must keep it, not cut it off as torn."""
+    _go(world, "--strategy", "edgevlm")
+    folder = _folder(world, "edgevlm")
+    ref = _results(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:21]).rstrip("\n"))  # header + 20 whole lines, the last without "\n"
+    (folder / "results.json").unlink()
+    _go(world, "--strategy", "edgevlm")
+    _, logged = read_logs(folder)
+    keys = [(ln.run, ln.stream, ln.frame) for ln in logged]
+    assert len(keys) == len(set(keys)) == N_STREAMS * N_FRAMES
+    again = _results(world, "edgevlm")
+    assert again["tasks"]["toy"]["runs"]["edgevlm"]["frames"] == N_STREAMS * N_FRAMES
+    strip = lambda d: without_timings(d["tasks"]["toy"]["runs"])
+    assert strip(again) == strip(ref)
+
+
+def test_rescore_keeps_the_provenance_of_the_run(world):
+    """--rescore rewrites results.json from run.json and the log: the latency sources the run used
+    and its number of processes are part of what it reports, not lost by a rescore."""
+    _go(world, "--strategy", "edgevlm,lvlm_only")
+    ref = _results(world, "edgevlm+lvlm_only")["provenance"]
+    assert ref["latency_sources"] == {"measured": {"spec": "measured"}} and ref["world"] == 1
+    _go(world, "--strategy", "edgevlm,lvlm_only", "--rescore")
+    re = _results(world, "edgevlm+lvlm_only")["provenance"]
+    assert re["rescored"] is True
+    for k in ("latency_sources", "world", "latency", "config_hash", "trace", "edge_latency", "metric_options"):
+        assert re.get(k) == ref.get(k), k
+
+
+def test_resume_progress_counts_each_frame_once(world, capsys):
+    import re
+
+    _go(world, "--strategy", "edgevlm")
+    folder = _folder(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))  # killed after 20 frames
+    capsys.readouterr()
+    _go(world, "--strategy", "edgevlm")
+    captured = capsys.readouterr()
+    counts = re.findall(r"toy: edgevlm: (\d+)/(\d+)", captured.out + captured.err)
+    assert counts and all(int(a) <= int(b) for a, b in counts), counts[-1]
+    assert counts[-1] == ("36", "36")
+
+
 def test_all_without_uplink_skips_distributed_vlm(world, capsys):
     _go(world, "--strategy", "all")
     doc = _results(world, "all")
@@ -173,6 +221,47 @@ def test_other_configuration_in_the_same_folder_is_refused(world):
         _go(world, "--strategy", "edgevlm", "--K-call", "1")
     _go(world, "--strategy", "edgevlm", "--K-call", "1", "--overwrite")
     assert _results(world, "edgevlm")["tasks"]["toy"]["runs"]["edgevlm"]["spec"]["K_call"] == 1
+
+
+def test_resume_is_refused_when_the_declared_edge_latency_changed(world, monkeypatch):
+    """--edge-latency declared reads the SVLM entry's figure: a killed run resumed after that figure
+    changed (a user's models.yaml edited) must not mix answers timed at both figures."""
+    from types import SimpleNamespace
+
+    import edgevlm_eval.model_adapters.registry as reg
+    from edgevlm_eval.model_adapters.base import Capabilities
+
+    def entry(seconds):
+        return lambda spec: SimpleNamespace(name=spec, capabilities=Capabilities(logprobs=True), options={},
+                                            edge_latency_s=seconds, edge_latency_basis="test")
+
+    monkeypatch.setattr(reg, "resolve", entry(0.2))
+    _go(world, "--strategy", "edgevlm", "--edge-latency", "declared")
+    folder = _folder(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))  # killed after 20 frames
+    (folder / "results.json").unlink()
+    monkeypatch.setattr(reg, "resolve", entry(1.5))  # now every SVLM answer is late (tau 1 s)
+    with pytest.raises(ConfigError, match="another configuration"):
+        _go(world, "--strategy", "edgevlm", "--edge-latency", "declared")
+
+
+def test_resume_is_refused_when_the_latency_file_changed(world):
+    """--latency file:F.csv: a killed run resumed after F.csv was edited must not mix the old and
+    new LVLM latencies in one results.json."""
+    _, streams, _, tmp, _ = world
+    csv = tmp / "lat.csv"
+    csv.write_text("stream,frame,latency_s\n" + "".join(f"{s.id},{f.index},0.5\n" for s in streams for f in s.frames))
+    _go(world, "--strategy", "edgevlm", "--latency", f"file:{csv}")
+    folder = _folder(world, "edgevlm")
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))  # killed after 20 frames
+    (folder / "results.json").unlink()
+    # the frames not logged yet now answer late; the logged decisions cannot see it
+    csv.write_text("".join(ln.replace(",0.5", ",3.0") if ln.split(",")[1].isdigit() and int(ln.split(",")[1]) >= 8
+                           else ln for ln in csv.read_text().splitlines(keepends=True)))
+    with pytest.raises(ConfigError, match="another configuration"):
+        _go(world, "--strategy", "edgevlm", "--latency", f"file:{csv}")
 
 
 def test_unknown_strategy(world):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edgevlm_eval.collab.edge import EdgeLatency, FixedEdge, parse_edge_latency
+from edgevlm_eval.collab.edge import EdgeLatency, FileEdge, FixedEdge, parse_edge_latency
 from edgevlm_eval.collab.latency import parse_latency, parse_uplink
 from edgevlm_eval.collab.protocols import PlanItem
 from edgevlm_eval.collab.search import search
@@ -116,6 +116,7 @@ class Checked:
     folder: RunFolder
     svlm_entry: object | None
     plan_hash: str
+    latency_sha: str | None = None  # --latency file:F.csv: the file's content (part of the configuration hash)
 
 
 def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
@@ -131,6 +132,16 @@ def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
                           "frame), or measured (timed on this machine, one request at a time; then the scores depend "
                           "on this machine's speed and load)", key="--edge-latency")
     return FixedEdge(figure, spec="declared", basis=getattr(svlm_entry, "edge_latency_basis", "") or "")
+
+
+def _edge_key(edge: EdgeLatency):
+    """What of the edge latency source shapes the per-frame results beyond its spec (part of the
+    configuration hash): a declared or fixed figure, a file's table (measured: nothing)."""
+    if isinstance(edge, FixedEdge):
+        return edge.s
+    if isinstance(edge, FileEdge):
+        return hashlib.sha256(json.dumps(sorted([*k, v] for k, v in edge.table.items())).encode()).hexdigest()[:16]
+    return None
 
 
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
@@ -170,6 +181,8 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     lvlm_name = cfg.lvlm or (_trace_model(cfg.trace) if cfg.trace else None)
     folder = RunFolder(cfg.output_dir, task.name, cfg.svlm, lvlm_name, runs.name)
     plan_hash = config_hash({"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
+                             **({"edge": _edge_key(edge)} if _edge_key(edge) is not None else {}),
+                             **({"latency_sha": source.sha256} if getattr(source, "sha256", None) else {}),
                              "plan": _plan_json(runs.items), "limit": cfg.limit, "max_frames": cfg.max_frames})
     if folder.run_json.exists() and not (cfg.overwrite or cfg.rescore):
         old = folder.read_run_json().get("plan_hash")
@@ -177,7 +190,7 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
             raise ConfigError(f"the run folder {folder} holds a run with another configuration; pass --overwrite to "
                               "replace that run (this folder only), or --run-name NAME for a folder of its own",
                               key="--run-name")
-    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash)
+    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash, getattr(source, "sha256", None))
 
 
 def _trace_model(path: str) -> str | None:
@@ -220,15 +233,20 @@ def _run_json(ck: Checked, chash: str, items: Sequence[PlanItem], searches: dict
             "runs": [{"spec": it.spec.to_json(), "group": it.group, "label": it.label,
                       "target": it.target.label() if it.target else None, "display": it.spec.display()}
                      for it in items],
-            "search": searches, "probe_added": probe_added,
+            "search": searches, "probe_added": probe_added, "world": dist()[1],
             "metric_options": {"macro_f1_label_set": cfg.macro_f1_labels or ck.task.macro_f1_label_set}}
 
 
 def _scores(run: Run, lines, streams, sim_cfg) -> list:
     """Per-frame scores of a by-score knob from the probe run's SVLM replies (as the simulator
-    shows them to `decide_after`: simulator.svlm_results)."""
+    shows them to `decide_after`: simulator.svlm_results). None: the SVLM did not run on the frame
+    (its image was unusable), which no threshold uploads; a score the strategy leaves None reads 0."""
     strat = run.make(sim_cfg)
-    return [strat.score(r) if r is not None else None for r in svlm_results(lines, streams)]
+    out = []
+    for r in svlm_results(lines, streams):
+        h = strat.score(r) if r is not None else None
+        out.append(None if r is None else (0.0 if h is None else h))
+    return out
 
 
 def _usage(trace, streams: Sequence[Stream]) -> dict:
@@ -362,6 +380,10 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
     payload = {"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
                "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
                "plan": _plan_json(ck.runs.items)}
+    if _edge_key(ck.edge) is not None:
+        payload["edge"] = _edge_key(ck.edge)  # the declared figure: a models.yaml edit must not resume
+    if ck.latency_sha:
+        payload["latency_sha"] = ck.latency_sha  # an edited --latency file must not resume either
     if ck.runs.needs.calibration:
         if calibration_streams is None:
             raise ConfigError("a calibrated strategy needs the task's calibration split", key="--strategy")
@@ -445,7 +467,7 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
     t0 = time.perf_counter()
     try:
         with Progress(total, f"{task.name}: {ck.runs.name}") as prog:
-            prog.advance(len(done))
+            # logged frames (resume) are counted by the simulator as it passes them
             sim = Simulator(task, mine, trace, svlm, sim_cfg, log=writer, done=done, keep_lines=False)
             write_run_json()
             sim.run([it.spec for it in items], progress=prog.advance)

@@ -197,7 +197,8 @@ def record(task, streams: Sequence[Stream], adapter, out: str | Path, *, model: 
 
 
 def apply_latency(path: Path, streams: Sequence[Stream], spec: str) -> None:
-    """Replace the recorded totals by a latency source's (keeping the measured total)."""
+    """Replace the recorded totals by a latency source's (keeping the measured total). Frames of
+    the trace outside `streams` (recorded by an earlier, wider selection) are kept as they are."""
 
     trace = read_trace(path)
     src = parse_latency(spec)
@@ -205,6 +206,7 @@ def apply_latency(path: Path, streams: Sequence[Stream], spec: str) -> None:
     check_latency_arrays(arrays, streams, src.spec)
     lines = [json.dumps({"format": FORMAT, **{**trace.header, "latency": src.spec, "latency_source": src.describe()}},
                         sort_keys=True)]
+    applied = set()
     for s in streams:
         for t, f in enumerate(s.frames):
             rec = trace.records[(s.id, f.index)]
@@ -212,6 +214,10 @@ def apply_latency(path: Path, streams: Sequence[Stream], spec: str) -> None:
             d["latency"]["measured_total_s"] = rec.measured_total_s if rec.measured_total_s is not None else rec.total_s
             d["latency"]["total_s"] = float(arrays[s.id][t])
             lines.append(json.dumps(d, sort_keys=True))
+            applied.add((s.id, f.index))
+    for key, rec in trace.records.items():
+        if key not in applied:
+            lines.append(json.dumps(rec.to_json(trace.header.get("task", ""), trace.model), sort_keys=True))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

@@ -205,6 +205,9 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
     lvlm = config.get("lvlm") or trace.get("model")
     if trace.get("model_info"):
         lvlm = {**trace["model_info"], "spec": trace.get("model")}
+    # what the run itself reported (run.json keeps it), so that a rescore writes it again
+    kept = {"latency_sources": meta.get("latency") or {}, **({"world": meta["world"]} if "world" in meta else {})}
+    extra = {**kept, **(extra or {})}
     prov = provenance(config=config, task=task, stream_info=meta.get("stream_info"),
                       models={"svlm": svlm_info or meta.get("svlm_info") or config.get("svlm"), "lvlm": lvlm},
                       trace=trace, seeds=_seeds(config), latency=meta.get("latency") or {}, extra=extra)

@@ -3,7 +3,8 @@
 A file is a header `{"format": "<id>", ...}` on line 1, then one JSON object per line, appended
 and flushed as work finishes. A process killed mid-write leaves at most a torn last line (no
 newline after it): readers ignore it and `JsonlAppender` cuts it off before appending, so a resumed
-run writes no line twice. A file whose header itself was torn (killed while writing line 1) holds
+run writes no line twice. A last line that is whole but lacks its newline (the kill fell right
+before it) is read, and the appender completes it rather than cutting it (resume counts it done). A file whose header itself was torn (killed while writing line 1) holds
 nothing: it is started again. Any other damage is an error naming the file and the line.
 """
 
@@ -89,10 +90,21 @@ class JsonlAppender:
         self._dumps = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False).encode
 
     def _cut_torn_tail(self) -> None:
+        """A last line without its newline: whole (the kill fell right before the newline) it is
+        what `read_jsonl` reads, so it is kept and given its newline; else it is cut off."""
         with open(self.path, "rb+") as fh:
             data = fh.read()
             if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
+                start = data.rfind(b"\n") + 1
+                try:
+                    json.loads(data[start:].decode("utf-8"))
+                    whole = True
+                except (ValueError, UnicodeDecodeError):
+                    whole = False
+                if whole:
+                    fh.write(b"\n")
+                else:
+                    fh.truncate(start)
 
     def write(self, obj: Any) -> None:
         try:
