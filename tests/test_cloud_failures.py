@@ -200,6 +200,50 @@ def test_mostly_failed_trace_is_refused_unless_allowed(tmp_path, capsys):
     assert run["invalid"]["by_reason"]["lvlm_error"] == 7
 
 
+def test_a_compromised_run_is_replayed_once_its_failed_frames_heal(tmp_path, capsys):
+    """Scored with failed frames (exit 3); the endpoint recovers; the same command re-asks them and
+    replays the run on the healed trace instead of refusing the folder as 'another configuration'."""
+    seen: list[str] = []
+    healthy = [False]
+
+    def behave(h, n):
+        if not seen:
+            seen.append(h)
+        return ("ok", "car") if healthy[0] or h == seen[0] else ("status", 503)
+
+    with FakeOpenAI(behave) as srv:
+        code, out = _run(tmp_path, srv.url, "--allow-failed-trace")
+        assert code == 3
+        capsys.readouterr()
+        healthy[0] = True
+        code, out = _run(tmp_path, srv.url)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "replaying it from the start on the healed trace" in err and "7 re-asked now" in err
+    res = json.loads(next(out.rglob("results.json")).read_text())
+    assert res["status"]["compromised"] is False and res["provenance"]["trace"]["failed"]["frames"] == 0
+    run = res["tasks"]["demo"]["runs"]["lvlm_only"]
+    assert run["failed"]["lvlm"] == 0 and run["invalid"]["by_reason"].get("lvlm_error", 0) == 0
+    frames = [json.loads(x) for x in next(out.rglob("frames.jsonl")).read_text().splitlines()[1:]]
+    assert len(frames) == 8  # replayed from the start, not appended to the stale log
+
+
+def test_a_changed_option_still_needs_overwrite_after_healing(tmp_path, capsys):
+    seen: list[str] = []
+    healthy = [False]
+
+    def behave(h, n):
+        if not seen:
+            seen.append(h)
+        return ("ok", "car") if healthy[0] or h == seen[0] else ("status", 503)
+
+    with FakeOpenAI(behave) as srv:
+        assert _run(tmp_path, srv.url, "--allow-failed-trace")[0] == 3
+        healthy[0] = True
+        code, _ = _run(tmp_path, srv.url, "--tau", "2")
+    assert code == 2 and "another configuration" in capsys.readouterr().err
+
+
 def test_measured_latency_is_each_requests_own(tmp_path):
     """Concurrent requests: every frame gets its own request's time, not the slowest of its batch."""
     delays: dict[str, float] = {}

@@ -264,6 +264,46 @@ def test_resume_is_refused_when_the_latency_file_changed(world):
         _go(world, "--strategy", "edgevlm", "--latency", f"file:{csv}")
 
 
+def _killed_after_20_frames(world, name):
+    folder = _folder(world, name)
+    log = folder / "frames.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:21]))
+    (folder / "results.json").unlink()
+
+
+def test_resume_is_refused_when_the_svlm_entry_or_the_task_yaml_changed(world, monkeypatch):
+    """Inputs that shape every answer but keep their names: the SVLM entry's options (a models.yaml
+    edit: another checkpoint, max_new_tokens) and the task's YAML with an unchanged `version` (a
+    reworded prompt). A killed run resumed after either must not mix answers of both."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import edgevlm_eval.model_adapters.registry as reg
+    from edgevlm_eval.model_adapters.base import Capabilities
+
+    def entry(**options):
+        return lambda spec: SimpleNamespace(name=spec, adapter="qwen2_5_vl", checkpoint="/ckpt", options=options,
+                                            capabilities=Capabilities(logprobs=True), edge_latency_s=None,
+                                            edge_latency_basis=None)
+
+    monkeypatch.setattr(reg, "resolve", entry(max_new_tokens=32))
+    _go(world, "--strategy", "edgevlm")
+    _killed_after_20_frames(world, "edgevlm")
+    monkeypatch.setattr(reg, "resolve", entry(max_new_tokens=8))
+    with pytest.raises(ConfigError, match="another configuration"):
+        _go(world, "--strategy", "edgevlm")
+    monkeypatch.setattr(reg, "resolve", entry(max_new_tokens=32))
+    _go(world, "--strategy", "edgevlm")  # the same entry again: resumes
+    assert _results(world, "edgevlm")["tasks"]["toy"]["runs"]["edgevlm"]["frames"] == N_STREAMS * N_FRAMES
+
+    task, all_streams, trace, tmp, _ = world
+    _killed_after_20_frames(world, "edgevlm")
+    reworded = dataclasses.replace(task, raw={**task.raw, "query": "Name every vehicle you see."})
+    with pytest.raises(ConfigError, match="another configuration"):
+        pipeline.main(_cfg(tmp, trace, "--strategy", "edgevlm"), task=reworded, streams=all_streams,
+                      stream_info={"cache_key": "k"})
+
+
 def test_unknown_strategy(world):
     with pytest.raises(UnknownNameError, match="known strategys|Known strategys"):
         _go(world, "--strategy", "edgevlm,foo")

@@ -144,6 +144,18 @@ def _edge_key(edge: EdgeLatency):
     return None
 
 
+def _inputs_key(task: TaskConfig, svlm_entry) -> dict:
+    """What else shapes a frame's output beyond the names (part of the configuration hash): the
+    task's merged YAML (prompt, labels, metrics, even with an unchanged `version`) and the SVLM
+    entry's adapter, checkpoint and options (a models.yaml edit). The edge latency and the latency
+    file are keyed beside them (_edge_key, latency_sha)."""
+    key = {"task_yaml": hashlib.sha256(json.dumps(task.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]}
+    if svlm_entry is not None:
+        key["svlm_entry"] = {k: getattr(svlm_entry, k, None) for k in ("adapter", "checkpoint")}
+        key["svlm_entry"]["options"] = dict(getattr(svlm_entry, "options", None) or {})
+    return key
+
+
 def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     """Every cheap check, in an order that fails before anything expensive runs. `task` given: the
     caller holds the streams (no dataset root to check)."""
@@ -181,6 +193,7 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
     lvlm_name = cfg.lvlm or (_trace_model(cfg.trace) if cfg.trace else None)
     folder = RunFolder(cfg.output_dir, task.name, cfg.svlm, lvlm_name, runs.name)
     plan_hash = config_hash({"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
+                             **_inputs_key(task, svlm_entry),
                              **({"edge": _edge_key(edge)} if _edge_key(edge) is not None else {}),
                              **({"latency_sha": source.sha256} if getattr(source, "sha256", None) else {}),
                              "plan": _plan_json(runs.items), "limit": cfg.limit, "max_frames": cfg.max_frames})
@@ -354,6 +367,30 @@ def _fit_summary(state: dict) -> str:
     return "; ".join(bits)
 
 
+def _healed_trace_replaces(folder: RunFolder, payload: dict, chash: str, trace_info) -> bool:
+    """True when this command re-asked failed frames of the trace and the folder's run differs from
+    this one only by the trace it was scored on: that run is stale (its failed frames now have
+    replies), so it is replayed from the start, and the log says so. Any other difference still
+    needs --overwrite."""
+    stats = getattr(trace_info, "stats", None)
+    if stats is None or not stats.dropped or not folder.run_json.exists():
+        return False
+    try:
+        before = folder.read_run_json()
+    except DatasetError:
+        return False
+    old_trace = (before.get("trace") or {}).get("sha256")
+    if before.get("config_hash") == chash or old_trace is None:
+        return False
+    if config_hash({**payload, "trace": old_trace}) != before.get("config_hash"):
+        return False
+    failed_before = ((before.get("trace") or {}).get("failed") or {}).get("frames")
+    log.warning("%s was scored on the trace before its failed frames were re-asked (%s failed then, %d "
+                "re-asked now, %d still failed): replaying it from the start on the healed trace",
+                folder, failed_before if failed_before is not None else "some", stats.dropped, stats.failed)
+    return True
+
+
 def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
             calibration_streams: Sequence[Stream] | None = None) -> dict:
     """Tune, replay and log every run; returns results.json's document. `calibration_streams`:
@@ -379,7 +416,7 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
     mine = shard(all_streams, rank, world)
     payload = {"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
                "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
-               "plan": _plan_json(ck.runs.items)}
+               "plan": _plan_json(ck.runs.items), **_inputs_key(task, ck.svlm_entry)}
     if _edge_key(ck.edge) is not None:
         payload["edge"] = _edge_key(ck.edge)  # the declared figure: a models.yaml edit must not resume
     if ck.latency_sha:
@@ -389,7 +426,8 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
             raise ConfigError("a calibrated strategy needs the task's calibration split", key="--strategy")
         payload["calibration"] = [task.calibration, [[s.id, len(s)] for s in calibration_streams]]
     chash = config_hash(payload)
-    old = folder.open(chash, overwrite=cfg.overwrite, resume=cfg.resume, rank=rank)
+    overwrite = cfg.overwrite or _healed_trace_replaces(folder, payload, chash, trace_info)
+    old = folder.open(chash, overwrite=overwrite, resume=cfg.resume, rank=rank)
     if cfg.overwrite and rank == 0:
         (folder.path / CALIBRATION_FILE).unlink(missing_ok=True)
     barrier(world)
