@@ -19,13 +19,18 @@ def positive_count(text: str) -> int:
     return value
 
 
+def add_tasks_dir_arg(p):
+    """--tasks-dir, the same for every command that reads a task (p: a parser or an argument group)."""
+    p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D",
+                   help="extra folder of task YAMLs (repeatable; also $EDGEVLM_TASKS_PATH)")
+
+
 def add_task_args(p):
     p.add_argument("--task", required=True, metavar="T",
                    help="task name (see `edgevlm-eval tasks`) or path to a task YAML")
     p.add_argument("--data-root", dest="data_root", metavar="R",
                    help="dataset root folder (default: the env var the task names)")
-    p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D",
-                   help="extra folder of task YAMLs (repeatable; also $EDGEVLM_TASKS_PATH)")
+    add_tasks_dir_arg(p)
     p.add_argument("--no-cache", dest="no_cache", action="store_true",
                    help="convert the dataset again instead of reading the stream cache")
 

@@ -14,14 +14,14 @@ from edgevlm_eval.model_adapters.check import check_model
 from edgevlm_eval.tasks import discover, get_converter, load_task_file
 from edgevlm_eval.tasks.streams import write_streams
 
-from .args import add_models_dir_arg, add_selection_args, add_task_args
+from .args import add_models_dir_arg, add_selection_args, add_task_args, add_tasks_dir_arg
 from .console import console
 from .data import load_from_args, summary_line
 from .progress import Progress
 
 
 def tasks_arguments(p) -> None:
-    p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D")
+    add_tasks_dir_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -41,6 +41,7 @@ from edgevlm_eval.core.types import Stream
 from edgevlm_eval.model_adapters import registry  # attribute access: one place to stub it in tests
 from edgevlm_eval.tasks import load_task
 
+from .args import add_tasks_dir_arg
 from .console import console
 from .data import load_task_and_streams, summary_line
 from .options import RunConfig, build_config
@@ -617,7 +618,7 @@ def cli_main(args) -> int:
 def rescore_arguments(p) -> None:
     p.add_argument("folder", help="run folder (holds run.json and frames*.jsonl)")
     p.add_argument("--task", required=True, help="task name or YAML path (for its labels and metrics)")
-    p.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[])
+    add_tasks_dir_arg(p)
 
 
 def rescore_main(args) -> int:

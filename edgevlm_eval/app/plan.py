@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from edgevlm_eval.app.args import add_tasks_dir_arg
 from edgevlm_eval.app.console import console as make_console
 from edgevlm_eval.app.data import load_from_args
 from edgevlm_eval.collab.latency import check_latency_arrays, parse_latency
@@ -38,8 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--frames", type=int, metavar="M", help="frames per synthetic stream")
     g.add_argument("--fps", type=float, metavar="F", help="frame rate of the synthetic streams")
     g.add_argument("--data-root", dest="data_root", metavar="R", help="dataset root of --task (default: its env var)")
-    g.add_argument("--tasks-dir", dest="tasks_dir", action="append", default=[], metavar="D",
-                   help="extra folder of task YAMLs (repeatable)")
+    add_tasks_dir_arg(g)
     g.add_argument("--no-cache", dest="no_cache", action="store_true", help="convert --task's dataset again")
     g.add_argument("--limit", type=int, metavar="N", help="only the first N streams of --task")
     g.add_argument("--max-frames", dest="max_frames", type=int, metavar="N", help="only the first N frames of each")
