@@ -200,9 +200,9 @@ def test_mostly_failed_trace_is_refused_unless_allowed(tmp_path, capsys):
     assert run["invalid"]["by_reason"]["lvlm_error"] == 7
 
 
-def test_a_compromised_run_is_replayed_once_its_failed_frames_heal(tmp_path, capsys):
-    """Scored with failed frames (exit 3); the endpoint recovers; the same command re-asks them and
-    replays the run on the healed trace instead of refusing the folder as 'another configuration'."""
+def _down_until_healed():
+    """The first frame (the preflight) answers; every other frame fails with 503 until
+    `healthy[0] = True`."""
     seen: list[str] = []
     healthy = [False]
 
@@ -211,6 +211,13 @@ def test_a_compromised_run_is_replayed_once_its_failed_frames_heal(tmp_path, cap
             seen.append(h)
         return ("ok", "car") if healthy[0] or h == seen[0] else ("status", 503)
 
+    return behave, healthy
+
+
+def test_a_compromised_run_is_replayed_once_its_failed_frames_heal(tmp_path, capsys):
+    """Scored with failed frames (exit 3); the endpoint recovers; the same command re-asks them and
+    replays the run on the healed trace instead of refusing the folder as 'another configuration'."""
+    behave, healthy = _down_until_healed()
     with FakeOpenAI(behave) as srv:
         code, out = _run(tmp_path, srv.url, "--allow-failed-trace")
         assert code == 3
@@ -229,14 +236,7 @@ def test_a_compromised_run_is_replayed_once_its_failed_frames_heal(tmp_path, cap
 
 
 def test_a_changed_option_still_needs_overwrite_after_healing(tmp_path, capsys):
-    seen: list[str] = []
-    healthy = [False]
-
-    def behave(h, n):
-        if not seen:
-            seen.append(h)
-        return ("ok", "car") if healthy[0] or h == seen[0] else ("status", 503)
-
+    behave, healthy = _down_until_healed()
     with FakeOpenAI(behave) as srv:
         assert _run(tmp_path, srv.url, "--allow-failed-trace")[0] == 3
         healthy[0] = True

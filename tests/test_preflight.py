@@ -128,14 +128,8 @@ def test_unreachable_endpoint(frame):
 
 def test_unusable_replies(frame, tmp_path):
     with run_in_thread(create_app(Describer(text="  "))) as url:
-        spec = f"openai-compatible?model=d&base_url={url}&max_retries=0"
-        a = load_adapter(spec)
-        try:
-            with pytest.raises(ModelUnavailable) as ei:
-                preflight(a, frame, spec)
-        finally:
-            a.close()
-    assert ei.value.cause == "reply" and "unusable reply: empty text" in str(ei.value)
+        err = _preflight_refused(f"openai-compatible?model=d&base_url={url}&max_retries=0", frame)
+    assert err.cause == "reply" and "unusable reply: empty text" in str(err)
 
     class Raises(Adapter):
         def generate(self, requests):
