@@ -388,6 +388,11 @@ def test_main_protocol(world):
     # the toy task has no calibration split: LAECIPS' classifier reading is left out, with a note
     assert any(n.startswith("laecips-clf skipped") for n in doc["protocol"]["notes"])
     assert doc["tasks"]["toy"]["runs"]["edgevlm@100"]["lcr"] == 1.0
+    # a band a knob could not reach is said under the table too, not only in the provenance
+    missed = [k for k, r in doc["tasks"]["toy"]["runs"].items() if (r.get("search") or {}).get("reached") is False]
+    for k in missed:
+        assert any(n.startswith(f"{k}: LCR") for n in doc["protocol"]["notes"]), (k, doc["protocol"]["notes"])
+    assert [n for n in doc["provenance"]["notes"] if ": LCR" in n] == [n for n in doc["protocol"]["notes"] if ": LCR" in n]
 
 
 def test_bad_images_are_invalid_and_counted(world, tmp_path):

@@ -220,7 +220,7 @@ def results_from_folder(folder, task: TaskConfig, *, extra: dict | None = None, 
         prov["notes"] = notes
     rows = [{"run": r["spec"]["run"], "group": r["group"], "label": r["label"],
              "reference": bool((r.get("display") or {}).get("reference"))} for r in meta["runs"]]
-    proto = table(meta["protocol"], rows, runs, task.metrics, meta.get("notes")) \
+    proto = table(meta["protocol"], rows, runs, task.metrics, notes) \
         if meta["protocol"] != "strategies" else None
     n_frames = len({(ln.stream, ln.frame) for ln in lines})
     doc = build_results(prov, task.name, runs, meta_runs=meta_runs, n_streams=len({ln.stream for ln in lines}),
