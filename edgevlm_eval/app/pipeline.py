@@ -117,7 +117,7 @@ class Checked:
     folder: RunFolder
     svlm_entry: object | None
     plan_hash: str
-    latency_sha: str | None = None  # --latency file:F.csv: the file's content (part of the configuration hash)
+    inputs: dict  # what shapes every frame's output, hashed into the plan and configuration hashes (_inputs)
 
 
 def _edge(cfg: RunConfig, svlm_entry, needs_svlm: bool) -> EdgeLatency:
@@ -145,15 +145,22 @@ def _edge_key(edge: EdgeLatency):
     return None
 
 
-def _inputs_key(task: TaskConfig, svlm_entry) -> dict:
-    """What else shapes a frame's output beyond the names (part of the configuration hash): the
-    task's merged YAML (prompt, labels, metrics, even with an unchanged `version`) and the SVLM
-    entry's adapter, checkpoint and options (a models.yaml edit). The edge latency and the latency
-    file are keyed beside them (_edge_key, latency_sha)."""
-    key = {"task_yaml": hashlib.sha256(json.dumps(task.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]}
+def _inputs(cfg: RunConfig, task: TaskConfig, sim: SimConfig, svlm_entry, edge: EdgeLatency, source) -> dict:
+    """What shapes every frame's output, beyond the runs and their knobs: the part of the plan hash
+    (checked before anything runs) and of the configuration hash (before a folder resumes) that
+    the two share. Beyond the names: the task's merged YAML (a reworded prompt with an unchanged
+    `version`), the SVLM entry's adapter, checkpoint and options (a models.yaml edit), the edge
+    latency's figure or table (_edge_key) and a --latency file's content."""
+    key = {"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
+           "task_yaml": hashlib.sha256(json.dumps(task.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]}
     if svlm_entry is not None:
         key["svlm_entry"] = {k: getattr(svlm_entry, k, None) for k in ("adapter", "checkpoint")}
         key["svlm_entry"]["options"] = dict(getattr(svlm_entry, "options", None) or {})
+    edge_key = _edge_key(edge)
+    if edge_key is not None:
+        key["edge"] = edge_key
+    if getattr(source, "sha256", None):
+        key["latency_sha"] = source.sha256
     return key
 
 
@@ -193,18 +200,16 @@ def check(cfg: RunConfig, task: TaskConfig | None = None) -> Checked:
                     check_images=cfg.image_check, batch_size=cfg.batch_size, latency=cfg.latency, uplink=uplink)
     lvlm_name = cfg.lvlm or (_trace_model(cfg.trace) if cfg.trace else None)
     folder = RunFolder(cfg.output_dir, task.name, cfg.svlm, lvlm_name, runs.name)
-    plan_hash = config_hash({"task": [task.name, task.version], "sim": sim.to_json(), "svlm": cfg.svlm,
-                             **_inputs_key(task, svlm_entry),
-                             **({"edge": _edge_key(edge)} if _edge_key(edge) is not None else {}),
-                             **({"latency_sha": source.sha256} if getattr(source, "sha256", None) else {}),
-                             "plan": _plan_json(runs.items), "limit": cfg.limit, "max_frames": cfg.max_frames})
+    inputs = _inputs(cfg, task, sim, svlm_entry, edge, source)
+    plan_hash = config_hash({**inputs, "plan": _plan_json(runs.items), "limit": cfg.limit,
+                             "max_frames": cfg.max_frames})
     if folder.run_json.exists() and not (cfg.overwrite or cfg.rescore):
         old = folder.read_run_json().get("plan_hash")
         if old not in (None, plan_hash):
             raise ConfigError(f"the run folder {folder} holds a run with another configuration; pass --overwrite to "
                               "replace that run (this folder only), or --run-name NAME for a folder of its own",
                               key="--run-name")
-    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash, getattr(source, "sha256", None))
+    return Checked(cfg, task, runs, sim, edge, folder, svlm_entry, plan_hash, inputs)
 
 
 def _trace_model(path: str) -> str | None:
@@ -415,13 +420,8 @@ def execute(ck: Checked, streams: list[Stream], trace_info, stream_info: dict,
         trace_meta = portable_paths(trace_meta)
     all_streams = sorted(streams, key=lambda s: s.id)
     mine = shard(all_streams, rank, world)
-    payload = {"task": [task.name, task.version], "streams": [[s.id, len(s)] for s in all_streams],
-               "trace": trace_meta.get("sha256"), "sim": sim_cfg.to_json(), "svlm": cfg.svlm,
-               "plan": _plan_json(ck.runs.items), **_inputs_key(task, ck.svlm_entry)}
-    if _edge_key(ck.edge) is not None:
-        payload["edge"] = _edge_key(ck.edge)  # the declared figure: a models.yaml edit must not resume
-    if ck.latency_sha:
-        payload["latency_sha"] = ck.latency_sha  # an edited --latency file must not resume either
+    payload = {**ck.inputs, "streams": [[s.id, len(s)] for s in all_streams], "trace": trace_meta.get("sha256"),
+               "plan": _plan_json(ck.runs.items)}
     if ck.runs.needs.calibration:
         if calibration_streams is None:
             raise ConfigError("a calibrated strategy needs the task's calibration split", key="--strategy")

@@ -4,8 +4,9 @@ A file is a header `{"format": "<id>", ...}` on line 1, then one JSON object per
 and flushed as work finishes. A process killed mid-write leaves at most a torn last line (no
 newline after it): readers ignore it and `JsonlAppender` cuts it off before appending, so a resumed
 run writes no line twice. A last line that is whole but lacks its newline (the kill fell right
-before it) is read, and the appender completes it rather than cutting it (resume counts it done). A file whose header itself was torn (killed while writing line 1) holds
-nothing: it is started again. Any other damage is an error naming the file and the line.
+before it) is read, and the appender completes it rather than cutting it (resume counts it done).
+A file whose header itself was torn (killed while writing line 1) holds nothing: it is started
+again. Any other damage is an error naming the file and the line.
 """
 
 from __future__ import annotations
